@@ -1,0 +1,64 @@
+"""Profile one agent update on random data: top ops by self CPU time.
+
+python benchmarks/profile_update.py --size 1m [--image] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from reverie.agent import ActSpec, Agent
+from reverie.config import make_config
+from reverie.world_model import ObsSpec
+
+
+def random_batch(cfg, spec: ObsSpec, act: ActSpec, rng) -> dict[str, torch.Tensor]:
+    b, t = cfg.run.batch_size, cfg.run.batch_length + cfg.replay.context
+    data = {k: rng.normal(size=(b, t, n)).astype(np.float32) for k, n in spec.vectors.items()}
+    data.update(
+        {k: rng.integers(0, 255, (b, t, *s), dtype=np.uint8) for k, s in spec.images.items()}
+    )
+    acts = rng.integers(0, act.dim, (b, t))
+    data["action"] = np.eye(act.dim, dtype=np.float32)[acts]
+    data["reward"] = rng.normal(size=(b, t)).astype(np.float32)
+    data["is_first"] = rng.random((b, t)) < 0.01
+    data["is_last"] = rng.random((b, t)) < 0.01
+    data["is_terminal"] = data["is_last"].copy()
+    data["deter"] = rng.normal(size=(b, t, cfg.model.deter)).astype(np.float16)
+    data["stoch"] = rng.integers(0, cfg.model.classes, (b, t, cfg.model.stoch), dtype=np.uint8)
+    return {k: torch.as_tensor(v) for k, v in data.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--size", default="1m")
+    p.add_argument("--image", action="store_true")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--updates", type=int, default=5)
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = make_config(args.overrides, size=args.size)
+    spec = ObsSpec({}, {"image": (64, 64, 3)}) if args.image else ObsSpec({"vector": 4}, {})
+    act = ActSpec(True, 2)
+    agent = Agent(spec, act, cfg, "cpu")
+    batch = random_batch(cfg, spec, act, np.random.default_rng(0))
+    agent.update(batch)
+    t0 = time.perf_counter()
+    for _ in range(args.updates):
+        agent.update(batch)
+    dt = (time.perf_counter() - t0) / args.updates
+    print(f"{dt * 1000:.1f} ms/update ({1 / dt:.2f} updates/s)")
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        agent.update(batch)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The DreamerV3 agent: world model + actor-critic, acting and learning from replayed batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reverie.behavior import Behavior
+from reverie.optim import make_optimizer
+from reverie.world_model import ObsSpec, WorldModel
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class ActSpec:
+    discrete: bool
+    dim: int  # number of actions (discrete) or action dimensions (continuous)
+
+
+def loss_group(name: str) -> str:
+    return "dec" if name.startswith("dec_") else name
+
+
+class Agent(nn.Module):
+    def __init__(self, obs_spec: ObsSpec, act_spec: ActSpec, cfg, device: torch.device | str):
+        super().__init__()
+        self.cfg, self.obs_spec, self.act_spec = cfg, obs_spec, act_spec
+        self.device = torch.device(device)
+        self.wm = WorldModel(obs_spec, act_spec.dim, cfg)
+        self.behavior = Behavior(self.wm.rssm.feat_dim, act_spec.dim, act_spec.discrete, cfg)
+        self.to(self.device)
+        self.opt = make_optimizer(
+            cfg.optim,
+            {"model": self.wm, "actor": self.behavior.actor, "critic": self.behavior.critic},
+        )
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long, device=self.device))
+
+    # ----------------------------------------------------------------- acting
+    def initial_state(self, n: int) -> dict[str, Tensor]:
+        state = self.wm.rssm.initial(n, self.device)
+        state["action"] = torch.zeros(n, self.act_spec.dim, device=self.device)
+        return state
+
+    def obs_to_tensors(self, obs: dict[str, np.ndarray]) -> dict[str, Tensor]:
+        keys = [*self.obs_spec.vectors, *self.obs_spec.images, "is_first"]
+        return {k: torch.as_tensor(np.asarray(obs[k]), device=self.device) for k in keys}
+
+    @torch.inference_mode()
+    def policy(
+        self,
+        obs: dict[str, np.ndarray | Tensor],
+        state: dict[str, Tensor] | None,
+        mode: str = "sample",
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """One step of the policy for N envs. obs values are (N, ...) with 'is_first' (N,).
+
+        Returns actions (N, A) (one-hot for discrete, [-1, 1] for continuous) and the
+        new state, which also holds the posterior latent to store in replay.
+        """
+        obs = self.obs_to_tensors(obs)
+        n = obs["is_first"].shape[0]
+        if state is None:
+            state = self.initial_state(n)
+        embed = self.wm.encoder(obs, bdims=1)
+        latent, _ = self.wm.rssm.obs_step(state, state["action"], embed, obs["is_first"].bool())
+        dist = self.behavior.actor(self.wm.rssm.feat(latent))
+        action = dist.sample() if mode == "sample" else dist.mode()
+        if not self.act_spec.discrete:
+            action = action.clamp(-1.0, 1.0)
+        latent["action"] = action
+        return action, latent
+
+    # --------------------------------------------------------------- learning
+    def _start_state(self, data: dict[str, Tensor], k: int) -> tuple[dict[str, Tensor], Tensor]:
+        """Carry for the training sequence: the stored latent of the last context step."""
+        b = data["is_first"].shape[0]
+        if k == 0:
+            state = self.wm.rssm.initial(b, self.device)
+            return state, torch.zeros(b, self.act_spec.dim, device=self.device)
+        stoch = F.one_hot(data["stoch"][:, k - 1].long(), self.cfg.model.classes).float()
+        state = {"deter": data["deter"][:, k - 1].float(), "stoch": stoch}
+        # a context step that ends an episode must not carry into the next one
+        keep = (~data["is_last"][:, k - 1]).float()[:, None]
+        state = {"deter": state["deter"] * keep, "stoch": state["stoch"] * keep[..., None]}
+        return state, data["action"][:, k - 1].float() * keep
+
+    def update(self, data: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """One gradient step on a batch of (B, context + T) sequences.
+
+        Returns metrics (device scalars, no host sync) and the posterior latents of the
+        T trained steps for replay write-back: deter (B, T, D), stoch indices (B, T, S).
+        """
+        cfg = self.cfg
+        k = cfg.replay.context
+        start, prev0 = self._start_state(data, k)
+        seq = {key: v[:, k:] for key, v in data.items()}
+        prev_actions = torch.cat([prev0[:, None], seq["action"][:, :-1].float()], 1)
+        losses, post, feat = self.wm.loss(seq, start, prev_actions)
+        scales = self.wm.loss_scales()
+        wm_loss = sum(scales[loss_group(n)] * v.mean() for n, v in losses.items())
+
+        b, t = feat.shape[:2]
+        flat = {key: v.reshape(b * t, *v.shape[2:]).detach() for key, v in post.items()}
+        start_cont = 1.0 - seq["is_terminal"].float().reshape(-1)
+        ac, ret0, metrics = self.behavior.loss(self.wm, flat, start_cont)
+        repval = self.behavior.replay_value_loss(feat, seq, ret0.reshape(b, t))
+        lc = cfg.loss
+        total = wm_loss + lc.actor * ac["actor"] + lc.critic * ac["critic"] + lc.repval * repval
+
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.optim.name == "adam":
+            for group in self.opt.param_groups:
+                torch.nn.utils.clip_grad_norm_(group["params"], group["clip"], foreach=True)
+        self.opt.step()
+        self.behavior.update_slow_critic()
+        self.updates += 1
+
+        metrics.update({f"loss/{n}": v.mean().detach() for n, v in losses.items()})
+        metrics.update(
+            {
+                "loss/actor": ac["actor"].detach(),
+                "loss/critic": ac["critic"].detach(),
+                "loss/repval": repval.detach(),
+                "loss/total": total.detach(),
+            }
+        )
+        latents = {
+            "deter": post["deter"].detach(),
+            "stoch": post["stoch"].detach().argmax(-1).to(torch.uint8),
+        }
+        return metrics, latents
+
+    # ------------------------------------------------------------ persistence
+    def checkpoint_state(self) -> dict:
+        return {"agent": self.state_dict(), "optimizer": self.opt.state_dict()}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.load_state_dict(state["agent"])
+        self.opt.load_state_dict(state["optimizer"])
+
+    def param_count(self) -> dict[str, int]:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        return {
+            "world_model": count(self.wm),
+            "actor": count(self.behavior.actor),
+            "critic": count(self.behavior.critic),
+            "total": count(self.wm) + count(self.behavior.actor) + count(self.behavior.critic),
+        }

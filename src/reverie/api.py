@@ -1,0 +1,81 @@
+"""The Python API: `Dreamer(env=..., logdir=...).learn(steps)`, `.act(obs, state)`, save/load."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reverie import checkpoint
+from reverie.trainer import Trainer, evaluate, resolve_config
+
+
+def default_logdir(env_id: str) -> Path:
+    name = env_id.split(":")[-1].replace("/", "_").lower()
+    return Path("logs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class Dreamer:
+    """A DreamerV3 agent bound to an env and a logdir.
+
+    >>> agent = Dreamer(env="gym:CartPole-v1", size="1m", seed=0)
+    >>> agent.learn(20_000)            # total env steps; calling again continues
+    >>> action, state = agent.act(obs) # obs: a dict from the env, batched (N, ...)
+    """
+
+    def __init__(
+        self,
+        env: str | None = None,
+        logdir: str | Path | None = None,
+        size: str | None = None,
+        seed: int | None = None,
+        overrides: list[str] | None = None,
+        **keys,
+    ):
+        flags = {"env.id": env, "size": size, "seed": seed, **keys}
+        flags = {k: v for k, v in flags.items() if v is not None}
+        self.logdir = Path(logdir) if logdir else default_logdir(env or "gym:CartPole-v1")
+        flags["logdir"] = str(self.logdir)
+        self.cfg = resolve_config(self.logdir, list(overrides or []), **flags)
+        self.trainer = Trainer(self.cfg, self.logdir)
+        self.agent = self.trainer.agent
+
+    def learn(self, steps: int) -> dict:
+        """Train until `steps` total env steps; returns a summary dict."""
+        return self.trainer.train(steps)
+
+    def act(
+        self, obs: dict, state: dict | None = None, deterministic: bool = False
+    ) -> tuple[np.ndarray, dict]:
+        """Actions for a batch of observations (N, ...) in the env's own action format.
+
+        Set `obs['is_first']` (N,) at episode starts; it defaults to True when state is None.
+        """
+        obs = {k: np.asarray(v) for k, v in obs.items()}
+        if "is_first" not in obs:
+            n = len(next(iter(obs.values())))
+            obs["is_first"] = np.full(n, state is None)
+        action, state = self.agent.policy(obs, state, "mode" if deterministic else "sample")
+        return self.trainer.to_env_action(action), state
+
+    def evaluate(self, episodes: int = 10) -> dict:
+        return evaluate(self.agent, self.cfg, episodes, seed=self.cfg.seed + 10**6)
+
+    def save(self) -> Path:
+        return self.trainer.save()
+
+    def load(self, logdir: str | Path | None = None) -> None:
+        """Load the newest checkpoint of `logdir` (default: this agent's) into the agent."""
+        state = checkpoint.load_latest(Path(logdir) if logdir else self.logdir)
+        if state is None:
+            raise FileNotFoundError(f"no checkpoint in {logdir or self.logdir}")
+        self.agent.load_checkpoint_state(state["agent"])
+
+    def close(self) -> None:
+        self.trainer.close()
+
+    @property
+    def device(self) -> torch.device:
+        return self.agent.device

@@ -1,0 +1,196 @@
+"""Actor and critic learned in imagination (reference section 4)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from reverie import distributions as D
+from reverie.nets import MLP, output_linear
+from reverie.world_model import ValueHead, WorldModel
+
+Tensor = torch.Tensor
+
+
+def lambda_return(reward: Tensor, cont: Tensor, value: Tensor, gamma: float, lam: float) -> Tensor:
+    """R_t = r_{t+1} + gamma c_{t+1} ((1 - lam) v_{t+1} + lam R_{t+1}),  R_H = v_H.
+
+    reward, cont, value: (H+1, N) where index 0 is the start state (its reward and
+    continue unused). Returns (H, N) for t = 0 .. H-1.
+    """
+    horizon = value.shape[0] - 1
+    ret = value[-1]
+    out = []
+    for t in reversed(range(horizon)):
+        ret = reward[t + 1] + gamma * cont[t + 1] * ((1 - lam) * value[t + 1] + lam * ret)
+        out.append(ret)
+    return torch.stack(out[::-1], 0)
+
+
+def replay_lambda_return(
+    reward: Tensor, cont: Tensor, is_last: Tensor, boot: Tensor, gamma: float, lam: float
+) -> Tensor:
+    """Lambda returns along real replayed steps (B, T), bootstrapped from `boot` (B, T).
+
+    Episode ends (`is_last`) fall back to the bootstrap value, so returns never
+    reach across an episode boundary.
+    """
+    ret = boot[:, -1]
+    out = [ret]
+    for t in reversed(range(reward.shape[1] - 1)):
+        nxt = reward[:, t + 1] + gamma * cont[:, t + 1] * ((1 - lam) * boot[:, t + 1] + lam * ret)
+        ret = torch.where(is_last[:, t], boot[:, t], nxt)
+        out.append(ret)
+    return torch.stack(out[::-1], 1)
+
+
+class ReturnNormalizer(nn.Module):
+    """scale = max(limit, EMA(Per(R, high) - Per(R, low))); kept on device, no host syncs."""
+
+    def __init__(self, decay: float, low: float, high: float, limit: float):
+        super().__init__()
+        self.decay, self.limit = decay, limit
+        self.register_buffer("quantiles", torch.tensor([low / 100, high / 100]))
+        self.register_buffer("spread", torch.zeros(()))
+
+    def update(self, ret: Tensor) -> None:
+        lo, hi = torch.quantile(ret.detach().float().flatten(), self.quantiles)
+        self.spread.mul_(self.decay).add_((1 - self.decay) * (hi - lo))
+
+    def scale(self) -> Tensor:
+        return self.spread.clamp(min=self.limit)
+
+
+class Actor(nn.Module):
+    def __init__(self, feat_dim: int, act_dim: int, discrete: bool, cfg):
+        super().__init__()
+        mc = cfg.model
+        self.discrete, self.unimix = discrete, mc.actor_unimix
+        self.minstd, self.maxstd = mc.action_minstd, mc.action_maxstd
+        self.mlp = MLP(feat_dim, mc.units, mc.actor_layers, mc.norm)
+        self.out = output_linear(mc.units, act_dim if discrete else 2 * act_dim, scale=0.01)
+
+    def forward(self, feat: Tensor) -> D.OneHot | D.BoundedNormal:
+        x = self.out(self.mlp(feat)).float()
+        if self.discrete:
+            return D.OneHot(x, self.unimix)
+        mean, std = x.chunk(2, -1)
+        return D.BoundedNormal(mean, std, self.minstd, self.maxstd)
+
+
+class Behavior(nn.Module):
+    """Actor, critic, slow critic and return normaliser, with their imagination losses."""
+
+    def __init__(self, feat_dim: int, act_dim: int, discrete: bool, cfg):
+        super().__init__()
+        self.cfg = cfg
+        bc = cfg.behavior
+        self.actor = Actor(feat_dim, act_dim, discrete, cfg)
+        self.critic = ValueHead(feat_dim, cfg.model, cfg.model.critic_layers, cfg)
+        self.slow_critic = ValueHead(feat_dim, cfg.model, cfg.model.critic_layers, cfg)
+        self.slow_critic.load_state_dict(self.critic.state_dict())
+        self.slow_critic.requires_grad_(False)
+        self.retnorm = ReturnNormalizer(
+            bc.retnorm_decay, bc.retnorm_low, bc.retnorm_high, bc.retnorm_limit
+        )
+        self.gamma = 1.0 - 1.0 / bc.discount_horizon
+
+    def imagine(
+        self, wm: WorldModel, start: dict[str, Tensor], horizon: int
+    ) -> tuple[Tensor, Tensor, list]:
+        """Roll the prior forward with actor samples from (N,) start states.
+
+        Dynamics run without gradients (features are stop-gradient for the actor);
+        the actor's distributions keep theirs for the REINFORCE loss.
+        Returns features (H+1, N, F), actions (H, N, A), policy distributions (H).
+        """
+        state = {k: v.detach() for k, v in start.items()}
+        feats, actions, dists = [wm.rssm.feat(state)], [], []
+        for _ in range(horizon):
+            dist = self.actor(feats[-1])
+            action = dist.sample().detach()
+            with torch.no_grad():
+                state = wm.rssm.img_step(state, action)
+            feats.append(wm.rssm.feat(state))
+            actions.append(action)
+            dists.append(dist)
+        return torch.stack(feats, 0), torch.stack(actions, 0), dists
+
+    def loss(
+        self, wm: WorldModel, start: dict[str, Tensor], start_cont: Tensor
+    ) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
+        """Actor and critic losses (scalars) on imagined rollouts from every start state.
+
+        start: states with (N, ...) tensors; start_cont (N,): 1 - is_terminal of the start.
+        Returns losses, the imagined return of each start (N,), metrics.
+        """
+        bc, ab = self.cfg.behavior, self.cfg.ablation
+        feats, actions, dists = self.imagine(wm, start, bc.horizon)
+        with torch.no_grad():
+            reward = wm.reward(feats).pred()  # (H+1, N)
+            cont = wm.cont(feats).mode()
+            cont = torch.cat([start_cont[None].to(cont.dtype), cont[1:]], 0)
+            slow = self.slow_critic(feats[:-1]).pred()
+        critic_dist = self.critic(feats)
+        value = critic_dist.pred().detach()  # (H+1, N)
+        ret = lambda_return(reward, cont, value, self.gamma, bc.lam)  # (H, N)
+        # weight of state t: product of predicted continues before it; the first state has 1
+        weight = torch.cumprod(cont, 0).detach()
+        weight = torch.cat([torch.ones_like(weight[:1]), weight[1:-1]], 0)  # (H, N)
+
+        adv = ret - value[:-1]
+        if ab.retnorm == "percentile":
+            self.retnorm.update(ret)
+            adv = adv / self.retnorm.scale()
+        elif ab.retnorm == "advstd":
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        logp = torch.stack([d.log_prob(a) for d, a in zip(dists, actions)], 0)  # (H, N)
+        ent = torch.stack([d.entropy() for d in dists], 0)
+        actor = -(weight * (adv.detach() * logp + bc.actor_entropy * ent)).mean()
+
+        critic_now = self.critic_slice(critic_dist, slice(0, -1))
+        critic = -(weight * self._critic_logp(critic_now, ret.detach(), slow)).mean()
+        metrics = {
+            "imag/return": ret.mean(),
+            "imag/value": value.mean(),
+            "imag/reward": reward[1:].mean(),
+            "imag/cont": cont[1:].mean(),
+            "actor/entropy": ent.mean(),
+            "actor/logp": logp.mean(),
+            "actor/adv_abs": adv.abs().mean(),
+            "retnorm/scale": self.retnorm.scale(),
+        }
+        return {"actor": actor, "critic": critic}, ret[0].detach(), metrics
+
+    @staticmethod
+    def critic_slice(dist, index) -> D.TwoHot | D.MSE:
+        if isinstance(dist, D.TwoHot):
+            return D.TwoHot(dist.logits[index], dist.bins, dist.fwd, dist.bwd)
+        return D.MSE(dist._pred[index], dist.dims, dist.fwd, dist.bwd)
+
+    def replay_value_loss(self, feat: Tensor, data: dict[str, Tensor], boot: Tensor) -> Tensor:
+        """Critic on replayed states toward real-reward lambda returns (2024 code)."""
+        bc = self.cfg.behavior
+        feat = feat.detach()
+        cont = 1.0 - data["is_terminal"].float()
+        ret = replay_lambda_return(
+            data["reward"].float(), cont, data["is_last"], boot, self.gamma, bc.lam
+        )
+        dist = self.critic(feat)
+        with torch.no_grad():
+            slow = self.slow_critic(feat).pred()
+        return -self._critic_logp(dist, ret.detach(), slow).mean()
+
+    def _critic_logp(self, dist, ret: Tensor, slow: Tensor) -> Tensor:
+        """log p(ret) + slowreg * log p(slow critic's prediction)."""
+        reg = self.cfg.loss.slowreg
+        if isinstance(dist, D.TwoHot) and reg == 1.0:
+            return dist.log_prob(ret, slow)
+        return dist.log_prob(ret) + reg * dist.log_prob(slow)
+
+    @torch.no_grad()
+    def update_slow_critic(self) -> None:
+        rate = self.cfg.behavior.slow_critic_rate
+        src = list(self.critic.parameters())
+        dst = list(self.slow_critic.parameters())
+        torch._foreach_lerp_(dst, src, rate)

@@ -1,0 +1,79 @@
+"""Atomic checkpoints with a size+CRC footer, falling back to the previous good one."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from reverie.files import CorruptFileError, atomic_write, strip_footer, with_footer
+
+CHECKPOINT = "checkpoint.pt"
+PREVIOUS = "checkpoint.prev.pt"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def save(logdir: Path, state: dict) -> Path:
+    """Write `state` to logdir/checkpoint.pt; the one it replaces becomes checkpoint.prev.pt."""
+    logdir = Path(logdir)
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT_VERSION, **state}, buf)
+    payload = buf.getvalue()
+    path = logdir / CHECKPOINT
+    tmp = logdir / f".{CHECKPOINT}.new"
+    atomic_write(tmp, with_footer(payload))
+    if path.exists():
+        os.replace(path, logdir / PREVIOUS)
+    os.replace(tmp, path)
+    return path
+
+
+def _read(path: Path) -> dict:
+    try:
+        payload = strip_footer(path.read_bytes(), path)
+    except CorruptFileError as e:
+        raise CheckpointError(str(e)) from None
+    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
+    if state.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {state.get('format')}, this reverie reads "
+            f"{FORMAT_VERSION}: use the reverie version that wrote it, or start a new logdir"
+        )
+    return state
+
+
+def exists(logdir: Path) -> bool:
+    logdir = Path(logdir)
+    return (logdir / CHECKPOINT).exists() or (logdir / PREVIOUS).exists()
+
+
+def load_latest(logdir: Path) -> dict | None:
+    """The newest readable checkpoint of a logdir, or None if it has none.
+
+    A corrupt newest checkpoint is reported on stderr and the previous one is used.
+    """
+    logdir = Path(logdir)
+    errors = []
+    for name in (CHECKPOINT, PREVIOUS):
+        path = logdir / name
+        if not path.exists():
+            continue
+        try:
+            return _read(path)
+        except (CheckpointError, Exception) as e:  # noqa: BLE001 - report and fall back
+            errors.append(str(e) if isinstance(e, CheckpointError) else f"{path}: {e}")
+            print(
+                f"reverie: warning: cannot read {path} ({errors[-1]}); "
+                "trying the previous checkpoint",
+                file=sys.stderr,
+            )
+    if errors:
+        raise CheckpointError("no readable checkpoint in " + str(logdir) + ": " + "; ".join(errors))
+    return None

@@ -1,0 +1,329 @@
+"""Configuration: typed defaults, size and domain presets (YAML), dotted overrides, validation.
+
+The schema is a tree of dataclasses handed to OmegaConf, which parses YAML and
+`key=value` overrides and checks types; this module adds the checks OmegaConf
+cannot express (choices, ranges) and error messages that name the closest keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message names it and what to use instead."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = "gym:CartPole-v1"
+    num_envs: int = 1
+    parallel: str = "sync"  # sync | async (worker processes)
+    image_size: int = 64
+    pixels: bool = False  # observe rendered frames instead of the env's own observation
+    action_repeat: int = 1
+    time_limit: int = 0  # 0 keeps the env's own limit
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the env constructor
+
+
+@dataclass
+class ModelConfig:
+    deter: int = 512
+    hidden: int = 64
+    classes: int = 4
+    stoch: int = 32
+    depth: int = 4  # CNN base channels
+    units: int = 64  # MLP width
+    blocks: int = 8  # block-diagonal GRU groups
+    norm: str = "rms"  # rms (2024 code) | layer (paper)
+    enc_layers: int = 3
+    dec_layers: int = 3
+    reward_layers: int = 1
+    cont_layers: int = 1
+    actor_layers: int = 3
+    critic_layers: int = 3
+    bins: int = 255
+    unimix: float = 0.01
+    actor_unimix: float = 0.0  # the 2024 code passes unimix to the policy but does not apply it
+    cnn_strided: bool = False  # False: conv + 2x2 max-pool (2024 code); True: stride-2 conv
+    action_minstd: float = 0.1
+    action_maxstd: float = 1.0
+
+
+@dataclass
+class LossConfig:
+    dec: float = 1.0
+    rew: float = 1.0
+    con: float = 1.0
+    dyn: float = 1.0
+    rep: float = 0.1
+    actor: float = 1.0
+    critic: float = 1.0
+    repval: float = 0.3  # replay value loss (2024 code)
+    slowreg: float = 1.0  # critic regulariser toward the slow critic
+    free_nats: float = 1.0
+
+
+@dataclass
+class AblationConfig:
+    """Switches for the ablations of the paper (reference section 9)."""
+
+    free_bits: bool = True
+    kl_balance: bool = True  # False: dyn and rep both weighted 0.5 (the mean of the two)
+    symlog: bool = True
+    twohot: bool = True  # False: reward and critic regress a single symlog value (MSE)
+    retnorm: str = "percentile"  # percentile | none | advstd
+    task_grad: bool = True  # reward and continue gradients into the world model
+    recon_grad: bool = True  # decoder gradients into the world model
+
+
+@dataclass
+class BehaviorConfig:
+    horizon: int = 15
+    discount_horizon: float = 333.0  # gamma = 1 - 1/333
+    lam: float = 0.95
+    actor_entropy: float = 3e-4
+    slow_critic_rate: float = 0.02
+    retnorm_decay: float = 0.99
+    retnorm_low: float = 5.0
+    retnorm_high: float = 95.0
+    retnorm_limit: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    name: str = "laprop"  # laprop (2024 code) | adam (2023 paper)
+    lr: float = 4e-5
+    eps: float = 1e-20
+    beta1: float = 0.9
+    beta2: float = 0.999
+    warmup: int = 1000
+    agc: float = 0.3
+    agc_pmin: float = 1e-3
+    # adam (paper) settings: per module lr, eps and global-norm clip
+    model_lr: float = 1e-4
+    actor_lr: float = 3e-5
+    critic_lr: float = 3e-5
+    model_eps: float = 1e-8
+    ac_eps: float = 1e-5
+    model_clip: float = 1000.0
+    ac_clip: float = 100.0
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 5_000_000
+    chunk: int = 1024
+    selector: str = "uniform"  # uniform | recency
+    recency_exponent: float = 3.0  # recency: age = size * u**exponent
+    context: int = 1  # replayed latents: steps before the sequence whose stored state starts it
+    save: bool = True  # write chunks to logdir/replay
+
+
+@dataclass
+class RunConfig:
+    steps: int = 50_000  # total env steps of the run
+    train_ratio: float = 512.0  # replayed steps per env step
+    batch_size: int = 16
+    batch_length: int = 64
+    train_fill: int = 0  # env steps before updates start (0: as soon as one batch fits)
+    eval_every: int = 10_000  # env steps; 0 disables
+    eval_episodes: int = 5
+    log_every: float = 30.0  # seconds between train-metric lines
+    checkpoint_every: float = 300.0  # seconds
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch intra-op threads; 0 = cores not used by env workers
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    size: str = "1m"
+    logdir: str = ""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+    behavior: BehaviorConfig = field(default_factory=BehaviorConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+CHOICES = {
+    "env.parallel": ("sync", "async"),
+    "model.norm": ("rms", "layer"),
+    "ablation.retnorm": ("percentile", "none", "advstd"),
+    "optim.name": ("laprop", "adam"),
+    "replay.selector": ("uniform", "recency"),
+    "run.device": ("auto", "cpu", "cuda"),
+}
+POSITIVE = (
+    "env.num_envs",
+    "env.image_size",
+    "env.action_repeat",
+    "model.deter",
+    "model.hidden",
+    "model.classes",
+    "model.stoch",
+    "model.units",
+    "model.blocks",
+    "model.bins",
+    "run.batch_size",
+    "run.batch_length",
+    "run.train_ratio",
+    "replay.capacity",
+    "replay.chunk",
+    "behavior.horizon",
+)
+
+
+def _load_yaml(name: str) -> DictConfig:
+    text = resources.files("reverie.configs").joinpath(name).read_text()
+    return OmegaConf.create(text)
+
+
+SIZES = _load_yaml("sizes.yaml")
+DOMAINS = _load_yaml("domains.yaml")
+
+
+def default_config() -> DictConfig:
+    cfg = OmegaConf.structured(Config)
+    OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_struct(cfg.env.kwargs, False)  # free-form: passed to the env constructor
+    return cfg
+
+
+def all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in cfg.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, DictConfig):
+            keys.extend(all_keys(v, path + "."))
+        else:
+            keys.append(path)
+    return keys
+
+
+def _closest(key: str, options: list[str]) -> str:
+    leaf = key.split(".")[-1]
+    close = difflib.get_close_matches(key, options, n=3, cutoff=0.5)
+    close += [o for o in options if o.split(".")[-1] == leaf and o not in close]
+    if not close:
+        close = difflib.get_close_matches(leaf, options, n=3, cutoff=0.3)
+    return ", ".join(close[:3]) if close else "see `reverie train --help-config`"
+
+
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. run.train_ratio=64)")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"cannot parse overrides {overrides}: {e}") from None
+
+
+def merge(cfg: DictConfig, *others: DictConfig | dict) -> DictConfig:
+    """Merge into the typed config, turning OmegaConf errors into ConfigErrors."""
+    options = all_keys(cfg)
+    for other in others:
+        other = other if isinstance(other, DictConfig) else OmegaConf.create(other)
+        for key in all_keys(other):
+            if key not in options and not key.startswith("env.kwargs."):
+                raise ConfigError(
+                    f"unknown config key {key!r}; closest valid keys: {_closest(key, options)}"
+                )
+        try:
+            cfg = OmegaConf.merge(cfg, other)
+        except ConfigKeyError as e:
+            raise ConfigError(
+                f"unknown config key {e.full_key!r}; closest valid keys: "
+                f"{_closest(str(e.full_key), options)}"
+            ) from None
+        except OmegaConfBaseException as e:
+            key = getattr(e, "full_key", "?")
+            raise ConfigError(
+                f"bad value for {key!r}: {e.msg if hasattr(e, 'msg') else e}".splitlines()[0]
+            ) from None
+    return cfg
+
+
+def size_preset(name: str) -> DictConfig:
+    if name not in SIZES:
+        raise ConfigError(f"unknown size {name!r}; valid sizes: {', '.join(SIZES.keys())}")
+    return OmegaConf.create({"model": SIZES[name]})
+
+
+def domain_preset(env_id: str) -> DictConfig:
+    """The paper's settings for the suite of `env_id` ('dmc:walker_walk' -> preset 'dmc')."""
+    suite = env_id.split(":", 1)[0] if ":" in env_id else "gym"
+    return DOMAINS.get(suite, OmegaConf.create({}))
+
+
+def validate(cfg: DictConfig) -> None:
+    for key, options in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in options:
+            raise ConfigError(f"bad value {value!r} for {key!r}; choose one of {options}")
+    for key in POSITIVE:
+        value = OmegaConf.select(cfg, key)
+        if value is None or value <= 0:
+            raise ConfigError(f"bad value {value!r} for {key!r}; it must be > 0")
+    if cfg.model.deter % cfg.model.blocks:
+        raise ConfigError(
+            f"model.deter={cfg.model.deter} is not divisible by model.blocks={cfg.model.blocks}"
+        )
+    if cfg.size not in SIZES:
+        raise ConfigError(f"unknown size {cfg.size!r}; valid sizes: {', '.join(SIZES.keys())}")
+    if cfg.replay.context < 0:
+        raise ConfigError("replay.context must be >= 0")
+
+
+def make_config(
+    overrides: list[str] | None = None, base: DictConfig | None = None, **flags: Any
+) -> DictConfig:
+    """Defaults <- size preset <- domain preset <- flags <- dotted overrides.
+
+    `flags` are top-level shortcuts of the CLI (size, seed, logdir) or dotted keys.
+    `base` replaces the defaults, e.g. the config stored in a logdir.
+    """
+    user = parse_overrides(overrides or [])
+    flat = {k: v for k, v in flags.items() if v is not None}
+    flag_cfg = OmegaConf.from_dotlist([f"{k}={_dot(v)}" for k, v in flat.items()])
+    if base is not None:
+        return _finish(merge(default_config(), base, flag_cfg, user))
+    cfg = default_config()
+    # size and env may come from flags or overrides; presets go under both
+    probe = OmegaConf.merge(OmegaConf.create({"env": {"id": cfg.env.id}}), flag_cfg, user)
+    domain = domain_preset(str(probe.env.id))
+    probe = OmegaConf.merge(OmegaConf.create({"size": cfg.size}), domain, flag_cfg, user)
+    size = str(probe.size)
+    cfg = merge(cfg, {"size": size}, size_preset(size), domain, flag_cfg, user)
+    return _finish(cfg)
+
+
+def _dot(value: Any) -> str:
+    return str(value) if not isinstance(value, str) else (value if value else "''")
+
+
+def _finish(cfg: DictConfig) -> DictConfig:
+    validate(cfg)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg)
+
+
+def from_yaml(text: str) -> DictConfig:
+    return OmegaConf.create(text)

@@ -1,0 +1,106 @@
+"""Environment construction: `<suite>:<task>` ids, each suite yielding a Gymnasium env that
+the wrappers turn into the agent's Dict observation / normalised action view."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from reverie.envs.gym_suite import EnvIdError, make_gym
+from reverie.envs.wrappers import (
+    ActionRepeat,
+    DreamerObservation,
+    NormalizeAction,
+    UnsupportedSpaceError,
+    check_action_space,
+)
+
+SUITES = {"gym": make_gym}
+
+__all__ = ["EnvIdError", "UnsupportedSpaceError", "make_env", "make_vector_env", "SUITES"]
+
+
+def split_id(env_id: str) -> tuple[str, str]:
+    """'dmc:walker_walk' -> ('dmc', 'walker_walk'); a bare Gymnasium id counts as gym."""
+    suite, _, task = env_id.partition(":")
+    if task and suite in SUITES:
+        return suite, task
+    # anything else ('CartPole-v1', 'module:Env-v0') goes to gymnasium.make as it is
+    return "gym", env_id
+
+
+def make_env(
+    env_id: str,
+    *,
+    image_size: int = 64,
+    pixels: bool = False,
+    action_repeat: int = 1,
+    time_limit: int = 0,
+    seed: int | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> gym.Env:
+    """Build one env through the same path the trainer uses."""
+    suite, task = split_id(env_id)
+    env = SUITES[suite](task, pixels=pixels, **dict(kwargs or {}))
+    check_action_space(env.action_space)
+    if time_limit:
+        env = gym.wrappers.TimeLimit(env, time_limit)
+    if action_repeat > 1:
+        env = ActionRepeat(env, action_repeat)
+    if isinstance(env.action_space, spaces.Box):
+        env = NormalizeAction(env)
+    env = DreamerObservation(env, image_size)
+    if seed is not None:
+        env.action_space.seed(seed)
+    return env
+
+
+def env_kwargs(env_cfg) -> dict[str, Any]:
+    return dict(
+        image_size=int(env_cfg.image_size),
+        pixels=bool(env_cfg.pixels),
+        action_repeat=int(env_cfg.action_repeat),
+        time_limit=int(env_cfg.time_limit),
+        kwargs=dict(env_cfg.kwargs),
+    )
+
+
+def make_vector_env(env_cfg, seed: int) -> gym.vector.VectorEnv:
+    """`num_envs` copies in one process (sync) or in worker processes (async).
+
+    Episodes reset on the step after they end (NEXT_STEP), which gives the agent an
+    explicit first step of each episode.
+    """
+    kw = env_kwargs(env_cfg)
+    thunks = [
+        functools.partial(make_env, str(env_cfg.id), seed=seed + i, **kw)
+        for i in range(int(env_cfg.num_envs))
+    ]
+    mode = gym.vector.AutoresetMode.NEXT_STEP
+    if env_cfg.parallel == "async":
+        return gym.vector.AsyncVectorEnv(thunks, autoreset_mode=mode, context="spawn")
+    return gym.vector.SyncVectorEnv(thunks, autoreset_mode=mode)
+
+
+def describe_spaces(env: gym.Env | gym.vector.VectorEnv):
+    """Observation spec and action spec of a (vector) env built by `make_env`."""
+    from reverie.agent import ActSpec
+    from reverie.world_model import ObsSpec
+
+    obs_space = getattr(env, "single_observation_space", env.observation_space)
+    act_space = getattr(env, "single_action_space", env.action_space)
+    vectors, images = {}, {}
+    for key, space in obs_space.spaces.items():
+        if space.dtype == np.uint8 and len(space.shape) == 3:
+            images[key] = tuple(space.shape)
+        else:
+            vectors[key] = int(space.shape[0])
+    if isinstance(act_space, spaces.Discrete):
+        act = ActSpec(True, int(act_space.n))
+    else:
+        act = ActSpec(False, int(np.prod(act_space.shape)))
+    return ObsSpec(vectors, images), act

@@ -1,0 +1,153 @@
+"""Wrappers that turn any Gymnasium env into the agent's view: a Dict of vectors and images,
+actions in [-1, 1] (continuous) or an index (discrete)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from PIL import Image
+
+
+class UnsupportedSpaceError(ValueError):
+    pass
+
+
+def _is_image(space: spaces.Space) -> bool:
+    return (
+        isinstance(space, spaces.Box)
+        and space.dtype == np.uint8
+        and (len(space.shape) == 3 and space.shape[-1] in (1, 3, 4) or len(space.shape) == 2)
+    )
+
+
+def _leaves(space: spaces.Space, name: str) -> list[tuple[str, tuple, spaces.Space]]:
+    """(key, path into the raw observation, leaf space) for every observation leaf."""
+    if isinstance(space, spaces.Dict):
+        out = []
+        for key, sub in space.spaces.items():
+            child = f"{name}/{key}" if name else key
+            out += [(k, (key, *path), s) for k, path, s in _leaves(sub, child)]
+        return out
+    if isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiBinary, spaces.MultiDiscrete)):
+        return [(name, (), space)]
+    raise UnsupportedSpaceError(
+        f"observation space {space} is not supported: reverie reads Box (vectors or uint8 "
+        "images), Discrete, MultiBinary, MultiDiscrete and Dicts of them. Wrap the env "
+        "(e.g. gymnasium.wrappers.FlattenObservation) to turn it into one of those."
+    )
+
+
+class DreamerObservation(gym.ObservationWrapper):
+    """Dict observation with float32 vectors and uint8 (size, size, C) images.
+
+    A plain Box observation becomes key 'vector' (or 'image' for uint8 frames).
+    """
+
+    def __init__(self, env: gym.Env, image_size: int = 64):
+        super().__init__(env)
+        self.size = image_size
+        base = "" if isinstance(env.observation_space, spaces.Dict) else "obs"
+        self.leaves = _leaves(env.observation_space, base)
+        out = {}
+        self.kinds = {}
+        for key, _, space in self.leaves:
+            name = key if base == "" else ("image" if _is_image(space) else "vector")
+            if _is_image(space):
+                chans = space.shape[-1] if len(space.shape) == 3 else 1
+                chans = 3 if chans == 4 else chans
+                out[name] = spaces.Box(0, 255, (image_size, image_size, chans), np.uint8)
+                self.kinds[key] = ("image", name)
+            else:
+                size = _flat_size(space)
+                out[name] = spaces.Box(-np.inf, np.inf, (size,), np.float32)
+                self.kinds[key] = ("vector", name)
+        self.observation_space = spaces.Dict(out)
+
+    def observation(self, obs):
+        result = {}
+        for key, path, space in self.leaves:
+            value = obs
+            for p in path:
+                value = value[p]
+            kind, name = self.kinds[key]
+            if kind == "image":
+                result[name] = resize_image(np.asarray(value), self.size)
+            else:
+                result[name] = _flatten(space, value)
+        return result
+
+
+def _flat_size(space: spaces.Space) -> int:
+    if isinstance(space, spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, spaces.MultiDiscrete):
+        return int(np.sum(space.nvec))
+    return int(np.prod(space.shape)) if space.shape else 1
+
+
+def _flatten(space: spaces.Space, value) -> np.ndarray:
+    if isinstance(space, spaces.Discrete):
+        out = np.zeros(space.n, np.float32)
+        out[int(value) - int(space.start)] = 1.0
+        return out
+    if isinstance(space, spaces.MultiDiscrete):
+        parts = [np.eye(n, dtype=np.float32)[v] for n, v in zip(space.nvec.flat, np.ravel(value))]
+        return np.concatenate(parts)
+    return np.asarray(value, np.float32).reshape(-1)
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 4:
+        image = image[..., :3]
+    if image.shape[:2] != (size, size):
+        chans = image.shape[-1]
+        pil = Image.fromarray(image[..., 0] if chans == 1 else image)
+        image = np.asarray(pil.resize((size, size), Image.BILINEAR))
+        image = image.reshape(size, size, chans)
+    return image.astype(np.uint8)
+
+
+class NormalizeAction(gym.ActionWrapper):
+    """Continuous actions arrive in [-1, 1], are clipped, and mapped onto the env's bounds."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.action_space
+        self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
+        self.finite = np.isfinite(self.low) & np.isfinite(self.high)
+        self.action_space = spaces.Box(-1.0, 1.0, space.shape, np.float32)
+
+    def action(self, action):
+        action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        scaled = self.low + (action + 1.0) / 2.0 * (self.high - self.low)
+        out = np.where(self.finite, scaled, action)
+        return out.astype(self.env.action_space.dtype)
+
+
+class ActionRepeat(gym.Wrapper):
+    def __init__(self, env: gym.Env, repeat: int):
+        super().__init__(env)
+        self.repeat = repeat
+
+    def step(self, action):
+        total = 0.0
+        for _ in range(self.repeat):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info
+
+
+def check_action_space(space: spaces.Space) -> None:
+    if isinstance(space, spaces.Discrete):
+        return
+    if isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating):
+        return
+    raise UnsupportedSpaceError(
+        f"action space {space} is not supported: reverie acts in Discrete and float Box spaces. "
+        "Wrap the env to expose one of those."
+    )

@@ -1,0 +1,152 @@
+"""Layers: Linear+Norm+SiLU, block-diagonal linear, MLP, 64x64 conv encoder/decoder."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+NORM_EPS = 1e-4
+
+
+def init_linear_(weight: Tensor, scale: float = 1.0) -> None:
+    """Truncated normal with variance `scale / fan_avg` (the 2024 code's initialiser)."""
+    if scale == 0.0:
+        nn.init.zeros_(weight)
+        return
+    receptive = weight[0][0].numel() if weight.dim() > 2 else 1
+    trunc_normal_fan_(weight, weight.shape[1] * receptive, weight.shape[0] * receptive, scale)
+
+
+@torch.no_grad()
+def trunc_normal_fan_(weight: Tensor, fan_in: int, fan_out: int, scale: float = 1.0) -> None:
+    # 0.8796 is the std of a unit normal truncated at 2 std
+    std = math.sqrt(scale / ((fan_in + fan_out) / 2)) / 0.87962566103423978
+    nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
+
+
+def make_norm(dim: int, kind: str) -> nn.Module:
+    if kind == "rms":
+        return nn.RMSNorm(dim, eps=NORM_EPS)
+    if kind == "layer":
+        return nn.LayerNorm(dim, eps=NORM_EPS)
+    raise ValueError(f"unknown norm {kind!r}; use 'rms' or 'layer'")
+
+
+class Dense(nn.Module):
+    """Linear (no bias) -> Norm -> SiLU."""
+
+    def __init__(self, inp: int, out: int, norm: str = "rms"):
+        super().__init__()
+        self.linear = nn.Linear(inp, out, bias=False)
+        init_linear_(self.linear.weight)
+        self.norm = make_norm(out, norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.silu(self.norm(self.linear(x)))
+
+
+class MLP(nn.Module):
+    def __init__(self, inp: int, units: int, layers: int, norm: str = "rms"):
+        super().__init__()
+        dims = [inp] + [units] * layers
+        self.layers = nn.Sequential(*[Dense(a, b, norm) for a, b in zip(dims[:-1], dims[1:])])
+        self.out_dim = dims[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+def output_linear(inp: int, out: int, scale: float = 1.0) -> nn.Linear:
+    layer = nn.Linear(inp, out)
+    init_linear_(layer.weight, scale)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class BlockLinear(nn.Module):
+    """Block-diagonal linear: G independent (in/G -> out/G) maps as one batched matmul."""
+
+    def __init__(self, inp: int, out: int, blocks: int):
+        super().__init__()
+        assert inp % blocks == 0 and out % blocks == 0, (inp, out, blocks)
+        i, o = inp // blocks, out // blocks
+        self.weight = nn.Parameter(torch.empty(blocks, i, o))
+        self.bias = nn.Parameter(torch.zeros(blocks, 1, o))
+        trunc_normal_fan_(self.weight, i, o)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # x: (N, G, in/G) -> (N, G, out/G)
+        return torch.baddbmm(self.bias, x.transpose(0, 1), self.weight).transpose(0, 1)
+
+
+class ConvEncoder(nn.Module):
+    """64x64 image -> 4 stages of conv (kernel 5) + norm + SiLU, halving the size each stage."""
+
+    def __init__(self, channels: int, depth: int, mults=(2, 3, 4, 4), strided: bool = False):
+        super().__init__()
+        self.strided = strided
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        inp = channels
+        for m in mults:
+            conv = nn.Conv2d(inp, depth * m, 5, stride=2 if strided else 1, padding=2, bias=False)
+            init_linear_(conv.weight)
+            self.convs.append(conv)
+            self.norms.append(ChannelNorm(depth * m))
+            inp = depth * m
+        self.out_dim = inp * 4 * 4
+
+    def forward(self, image: Tensor) -> Tensor:
+        # image: (N, H, W, C) uint8 -> (N, out_dim)
+        x = image.permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        for conv, norm in zip(self.convs, self.norms):
+            x = conv(x)
+            if not self.strided:
+                x = torch.nn.functional.max_pool2d(x, 2)
+            x = torch.nn.functional.silu(norm(x))
+        return x.flatten(1)
+
+
+class ChannelNorm(nn.Module):
+    """RMSNorm over the channel axis of (N, C, H, W)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        rms = torch.rsqrt(x.pow(2).mean(1, keepdim=True) + NORM_EPS)
+        return x * rms * self.weight[:, None, None]
+
+
+class ConvDecoder(nn.Module):
+    """Features -> 4x4 map -> 4 stages of nearest x2 upsampling + conv -> 64x64 sigmoid image."""
+
+    def __init__(self, inp: int, channels: int, depth: int, mults=(2, 3, 4, 4)):
+        super().__init__()
+        depths = [depth * m for m in reversed(mults)]  # 4x4 stage first
+        self.start = depths[0]
+        self.linear = nn.Linear(inp, depths[0] * 16)
+        init_linear_(self.linear.weight)
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        outs = depths[1:] + [channels]
+        for i, (a, b) in enumerate(zip(depths, outs)):
+            conv = nn.Conv2d(a, b, 5, padding=2, bias=(i == len(outs) - 1))
+            init_linear_(conv.weight)
+            self.convs.append(conv)
+            if i < len(outs) - 1:
+                self.norms.append(ChannelNorm(b))
+
+    def forward(self, feat: Tensor) -> Tensor:
+        # feat: (N, F) -> (N, H, W, C) in [0, 1]
+        x = self.linear(feat).reshape(-1, self.start, 4, 4)
+        for i, conv in enumerate(self.convs):
+            x = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+            x = conv(x)
+            if i < len(self.norms):
+                x = torch.nn.functional.silu(self.norms[i](x))
+        return torch.sigmoid(x).permute(0, 2, 3, 1)

@@ -1,0 +1,293 @@
+"""World model: encoder, RSSM (block GRU, prior, posterior), decoder, reward and continue heads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from reverie import distributions as D
+from reverie.nets import (
+    MLP,
+    BlockLinear,
+    ConvDecoder,
+    ConvEncoder,
+    Dense,
+    make_norm,
+    output_linear,
+    trunc_normal_fan_,
+)
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class ObsSpec:
+    """Which observation keys the model reads: flat float vectors and uint8 HxWxC images."""
+
+    vectors: dict[str, int]  # key -> size
+    images: dict[str, tuple[int, int, int]]  # key -> (H, W, C)
+
+    @property
+    def image_channels(self) -> int:
+        return sum(shape[-1] for shape in self.images.values())
+
+
+def latent_state(deter: Tensor, stoch: Tensor) -> dict[str, Tensor]:
+    return {"deter": deter, "stoch": stoch}
+
+
+class RSSM(nn.Module):
+    """Recurrent state-space model with 32 categorical latents and a block-diagonal GRU."""
+
+    def __init__(self, mc, embed_dim: int, act_dim: int):
+        super().__init__()
+        self.deter, self.stoch, self.classes = mc.deter, mc.stoch, mc.classes
+        self.blocks, self.unimix = mc.blocks, mc.unimix
+        h, g = mc.hidden, mc.blocks
+        self.in_deter = Dense(mc.deter, h, mc.norm)
+        self.in_stoch = Dense(mc.stoch * mc.classes, h, mc.norm)
+        self.in_action = Dense(act_dim, h, mc.norm)
+        # the block-diagonal hidden layer: each block reads its own slice of h plus all
+        # three inputs; the shared-input part is one dense matmul instead of G copies
+        self.gru_hidden = BlockLinear(mc.deter, mc.deter, g)
+        self.gru_hidden_in = nn.Linear(3 * h, mc.deter, bias=False)
+        block_in, block_out = mc.deter // g + 3 * h, mc.deter // g
+        trunc_normal_fan_(self.gru_hidden.weight, block_in, block_out)
+        trunc_normal_fan_(self.gru_hidden_in.weight, block_in, block_out)
+        self.gru_hidden_norm = make_norm(mc.deter, mc.norm)
+        self.gru = BlockLinear(mc.deter, 3 * mc.deter, g)
+        self.prior_net = MLP(mc.deter, h, 2, mc.norm)
+        self.prior_out = output_linear(h, mc.stoch * mc.classes)
+        # posterior: one layer on concat(h, embed), split so the embed part runs once per batch
+        self.post_deter = nn.Linear(mc.deter, h, bias=False)
+        self.post_embed = nn.Linear(embed_dim, h, bias=False)
+        self.post_norm = make_norm(h, mc.norm)
+        self.post_out = output_linear(h, mc.stoch * mc.classes)
+        self.feat_dim = mc.deter + mc.stoch * mc.classes
+
+    def initial(self, n: int, device: torch.device) -> dict[str, Tensor]:
+        return latent_state(
+            torch.zeros(n, self.deter, device=device),
+            torch.zeros(n, self.stoch, self.classes, device=device),
+        )
+
+    def feat(self, state: dict[str, Tensor]) -> Tensor:
+        deter, stoch = state["deter"], state["stoch"]
+        return torch.cat([deter, stoch.flatten(-2)], -1)
+
+    def core(self, deter: Tensor, stoch: Tensor, action: Tensor) -> Tensor:
+        """h_t = f(h_{t-1}, z_{t-1}, a_{t-1}); deter (N, D), stoch (N, S, K), action (N, A)."""
+        g = self.blocks
+        action = action / action.abs().clamp(min=1.0).detach()
+        x = torch.cat(
+            [self.in_deter(deter), self.in_stoch(stoch.flatten(1)), self.in_action(action)], -1
+        )  # (N, 3H)
+        n = deter.shape[0]
+        x = self.gru_hidden(deter.reshape(n, g, -1)).reshape(n, -1) + self.gru_hidden_in(x)
+        x = nn.functional.silu(self.gru_hidden_norm(x))
+        gates = self.gru(x.reshape(n, g, -1))  # (N, G, 3D/G)
+        reset, cand, update = gates.chunk(3, -1)
+        reset = torch.sigmoid(reset)
+        cand = D.tanh(reset * cand)
+        update = torch.sigmoid(update - 1.0)
+        deter = deter.reshape(n, g, -1)
+        return (update * cand + (1 - update) * deter).reshape(n, -1)
+
+    def prior_logits(self, deter: Tensor) -> Tensor:
+        x = self.prior_out(self.prior_net(deter))
+        return x.reshape(*deter.shape[:-1], self.stoch, self.classes)
+
+    def post_logits(self, deter: Tensor, embed_proj: Tensor) -> Tensor:
+        x = nn.functional.silu(self.post_norm(self.post_deter(deter) + embed_proj))
+        return self.post_out(x).reshape(*deter.shape[:-1], self.stoch, self.classes)
+
+    def dist(self, logits: Tensor) -> D.OneHot:
+        return D.OneHot(logits, self.unimix)
+
+    def obs_step(
+        self,
+        state: dict[str, Tensor],
+        prev_action: Tensor,
+        embed: Tensor,
+        is_first: Tensor,
+        sample: bool = True,
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """One posterior step, resetting state and action where `is_first` (N,)."""
+        keep = (~is_first).to(embed.dtype).unsqueeze(-1)
+        deter = state["deter"] * keep
+        stoch = state["stoch"] * keep.unsqueeze(-1)
+        deter = self.core(deter, stoch, prev_action * keep)
+        logits = self.post_logits(deter, self.post_embed(embed))
+        dist = self.dist(logits)
+        stoch = dist.sample() if sample else dist.mode()
+        return latent_state(deter, stoch), logits
+
+    def observe(
+        self, state: dict[str, Tensor], prev_actions: Tensor, embed: Tensor, is_first: Tensor
+    ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """Posterior over a sequence: prev_actions (B, T, A) holds a_{t-1} at index t.
+
+        Returns states with (B, T, ...) tensors, posterior and prior logits (B, T, S, K).
+        """
+        embed_proj = self.post_embed(embed)  # (B, T, H)
+        keep = (~is_first).to(embed.dtype)
+        # steps where no sequence starts an episode need no reset (one host read per batch)
+        resets = is_first.any(0).tolist()
+        deter, stoch = state["deter"], state["stoch"]
+        deters, stochs, logits = [], [], []
+        for t in range(embed.shape[1]):
+            action = prev_actions[:, t]
+            if resets[t]:
+                k = keep[:, t, None]
+                deter, stoch, action = deter * k, stoch * k.unsqueeze(-1), action * k
+            deter = self.core(deter, stoch, action)
+            logit = self.post_logits(deter, embed_proj[:, t])
+            stoch = self.dist(logit).sample()
+            deters.append(deter)
+            stochs.append(stoch)
+            logits.append(logit)
+        deters = torch.stack(deters, 1)
+        post = torch.stack(logits, 1)
+        prior = self.prior_logits(deters)
+        return latent_state(deters, torch.stack(stochs, 1)), post, prior
+
+    def img_step(self, state: dict[str, Tensor], action: Tensor) -> dict[str, Tensor]:
+        deter = self.core(state["deter"], state["stoch"], action)
+        stoch = self.dist(self.prior_logits(deter)).sample()
+        return latent_state(deter, stoch)
+
+
+class Encoder(nn.Module):
+    def __init__(self, spec: ObsSpec, mc, use_symlog: bool):
+        super().__init__()
+        self.spec, self.use_symlog = spec, use_symlog
+        self.out_dim = 0
+        vec = sum(spec.vectors.values())
+        if vec:
+            self.mlp = MLP(vec, mc.units, mc.enc_layers, mc.norm)
+            self.out_dim += self.mlp.out_dim
+        if spec.images:
+            self.cnn = ConvEncoder(spec.image_channels, mc.depth, strided=mc.cnn_strided)
+            self.out_dim += self.cnn.out_dim
+
+    def forward(self, obs: dict[str, Tensor], bdims: int = 2) -> Tensor:
+        lead = next(iter(obs.values())).shape[:bdims]
+        outs = []
+        if self.spec.vectors:
+            x = torch.cat([obs[k].float() for k in self.spec.vectors], -1)
+            outs.append(self.mlp(D.symlog(x) if self.use_symlog else x))
+        if self.spec.images:
+            x = torch.cat([obs[k] for k in self.spec.images], -1)
+            x = self.cnn(x.reshape(-1, *x.shape[bdims:])).reshape(*lead, -1)
+            outs.append(x)
+        return torch.cat(outs, -1)
+
+
+class Decoder(nn.Module):
+    def __init__(self, spec: ObsSpec, feat_dim: int, mc, use_symlog: bool):
+        super().__init__()
+        self.spec = spec
+        self.fwd = D.symlog if use_symlog else D.identity
+        self.bwd = D.symexp if use_symlog else D.identity
+        vec = sum(spec.vectors.values())
+        if vec:
+            self.mlp = MLP(feat_dim, mc.units, mc.dec_layers, mc.norm)
+            self.vec_out = output_linear(mc.units, vec)
+        if spec.images:
+            self.cnn = ConvDecoder(feat_dim, spec.image_channels, mc.depth)
+
+    def forward(self, feat: Tensor) -> dict[str, D.MSE]:
+        """Distributions per observation key; their log_prob takes the raw observation."""
+        out = {}
+        if self.spec.vectors:
+            pred = self.vec_out(self.mlp(feat))
+            start = 0
+            for k, size in self.spec.vectors.items():
+                out[k] = D.MSE(pred[..., start : start + size], 1, self.fwd, self.bwd)
+                start += size
+        if self.spec.images:
+            lead = feat.shape[:-1]
+            img = self.cnn(feat.reshape(-1, feat.shape[-1]))
+            img = img.reshape(*lead, *img.shape[1:])
+            start = 0
+            for k, (_, _, c) in self.spec.images.items():
+                out[k] = D.MSE(img[..., start : start + c], 3, _scale_image, _unscale_image)
+                start += c
+        return out
+
+
+def _scale_image(x: Tensor) -> Tensor:
+    return x.float() / 255.0
+
+
+def _unscale_image(x: Tensor) -> Tensor:
+    return x * 255.0
+
+
+class WorldModel(nn.Module):
+    def __init__(self, spec: ObsSpec, act_dim: int, cfg):
+        super().__init__()
+        mc, ab = cfg.model, cfg.ablation
+        self.cfg = cfg
+        self.encoder = Encoder(spec, mc, ab.symlog)
+        self.rssm = RSSM(mc, self.encoder.out_dim, act_dim)
+        feat = self.rssm.feat_dim
+        self.decoder = Decoder(spec, feat, mc, ab.symlog)
+        self.reward = ValueHead(feat, mc, mc.reward_layers, cfg)
+        self.cont_net = MLP(feat, mc.units, mc.cont_layers, mc.norm)
+        self.cont_out = output_linear(mc.units, 1)
+
+    def cont(self, feat: Tensor) -> D.Bernoulli:
+        return D.Bernoulli(self.cont_out(self.cont_net(feat)).squeeze(-1))
+
+    def loss(
+        self, data: dict[str, Tensor], state: dict[str, Tensor], prev_actions: Tensor
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+        """World-model losses per term, each (B, T); posterior states; features (B, T, F)."""
+        lc, ab = self.cfg.loss, self.cfg.ablation
+        embed = self.encoder(data)
+        post_state, post, prior = self.rssm.observe(state, prev_actions, embed, data["is_first"])
+        feat = self.rssm.feat(post_state)
+        losses = {}
+        dec_feat = feat if ab.recon_grad else feat.detach()
+        for key, dist in self.decoder(dec_feat).items():
+            losses[f"dec_{key}"] = -dist.log_prob(data[key])
+        task_feat = feat if ab.task_grad else feat.detach()
+        losses["rew"] = -self.reward(task_feat).log_prob(data["reward"])
+        losses["con"] = -self.cont(task_feat).log_prob(1.0 - data["is_terminal"].float())
+        post_lp = torch.log(D.unimix_probs(post, self.rssm.unimix))
+        prior_lp = torch.log(D.unimix_probs(prior, self.rssm.unimix))
+        dyn = D.categorical_kl(post_lp.detach(), prior_lp).sum(-1)  # (B, T)
+        rep = D.categorical_kl(post_lp, prior_lp.detach()).sum(-1)
+        if ab.free_bits:
+            dyn = dyn.clamp(min=lc.free_nats)
+            rep = rep.clamp(min=lc.free_nats)
+        losses["dyn"], losses["rep"] = dyn, rep
+        return losses, post_state, feat
+
+    def loss_scales(self) -> dict[str, float]:
+        lc, ab = self.cfg.loss, self.cfg.ablation
+        kl = (lc.dyn, lc.rep) if ab.kl_balance else ((lc.dyn + lc.rep) / 2,) * 2
+        return {"dec": lc.dec, "rew": lc.rew, "con": lc.con, "dyn": kl[0], "rep": kl[1]}
+
+
+class ValueHead(nn.Module):
+    """MLP -> twohot over 255 bins (zero-initialised output), or one MSE value (twohot off)."""
+
+    def __init__(self, inp: int, mc, layers: int, cfg):
+        super().__init__()
+        ab = cfg.ablation
+        self.twohot = ab.twohot
+        self.fwd = D.symlog if ab.symlog else D.identity
+        self.bwd = D.symexp if ab.symlog else D.identity
+        self.mlp = MLP(inp, mc.units, layers, mc.norm)
+        self.out = output_linear(mc.units, mc.bins if self.twohot else 1, scale=0.0)
+        self.register_buffer("bins", D.symmetric_bins(mc.bins, 20.0), persistent=False)
+
+    def forward(self, feat: Tensor) -> D.TwoHot | D.MSE:
+        x = self.out(self.mlp(feat))
+        if self.twohot:
+            return D.TwoHot(x.float(), self.bins, self.fwd, self.bwd)
+        return D.MSE(x.squeeze(-1).float(), 0, self.fwd, self.bwd)

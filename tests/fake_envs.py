@@ -1,0 +1,68 @@
+"""Small Gymnasium envs for tests: registered on import (used as `gym:fake_envs:...`)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+class DictObsEnv(gym.Env):
+    """Dict observation mixing a uint8 image, a vector and a Discrete; Box actions in [0, 4]."""
+
+    def __init__(self, length: int = 6, terminate: bool = True):
+        self.observation_space = spaces.Dict(
+            {
+                "camera": spaces.Box(0, 255, (32, 48, 3), np.uint8),
+                "joints": spaces.Box(-np.inf, np.inf, (2, 2), np.float64),
+                "mode": spaces.Discrete(3),
+            }
+        )
+        self.action_space = spaces.Box(0.0, 4.0, (2,), np.float32)
+        self.length, self.terminate, self.t = length, terminate, 0
+        self.last_action = None
+
+    def _obs(self):
+        return {
+            "camera": np.full((32, 48, 3), self.t * 10, np.uint8),
+            "joints": np.full((2, 2), self.t, np.float64),
+            "mode": self.t % 3,
+        }
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.last_action = np.asarray(action)
+        self.t += 1
+        done = self.t >= self.length
+        return self._obs(), 1.0, done and self.terminate, done and not self.terminate, {}
+
+
+class ImageEnv(gym.Env):
+    """Grayscale 84x84 frames, Discrete(3) actions, ends by truncation after 20 steps."""
+
+    observation_space = spaces.Box(0, 255, (84, 84), np.uint8)
+    action_space = spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.integers(0, 255, (84, 84), dtype=np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = self.np_random.integers(0, 255, (84, 84), dtype=np.uint8)
+        return obs, float(action == 1), False, self.t >= 20, {}
+
+
+class TextEnv(gym.Env):
+    observation_space = spaces.Text(8)
+    action_space = spaces.Discrete(2)
+
+
+gym.register("fake_envs/DictObs-v0", entry_point=DictObsEnv)
+gym.register("fake_envs/Image-v0", entry_point=ImageEnv)
+gym.register("fake_envs/Text-v0", entry_point=TextEnv)

@@ -1,0 +1,124 @@
+import math
+
+import numpy as np
+import torch
+
+from reverie import distributions as D
+
+BINS = D.symmetric_bins(255, 20.0)
+
+
+def test_symlog_symexp_values_and_inverse():
+    x = torch.tensor([-1000.0, -1.0, 0.0, 0.5, 3.0, 1e4])
+    expected = np.sign(x.numpy()) * np.log1p(np.abs(x.numpy()))
+    np.testing.assert_allclose(D.symlog(x).numpy(), expected, rtol=1e-6)
+    torch.testing.assert_close(D.symexp(D.symlog(x)), x, rtol=1e-5, atol=1e-5)
+    assert D.symlog(torch.tensor(math.e - 1)).item() == torch.tensor(1.0).item()
+
+
+def test_twohot_hand_worked():
+    bins = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0])
+    enc = D.twohot(torch.tensor([0.25, -1.0, 5.0, -7.0]), bins)
+    expected = torch.tensor(
+        [
+            [0.0, 0.0, 0.75, 0.25, 0.0],  # between 0 and 1, closer to 0
+            [0.0, 1.0, 0.0, 0.0, 0.0],  # exactly on a bin
+            [0.0, 0.0, 0.0, 0.0, 1.0],  # above the range: all on the edge bin
+            [1.0, 0.0, 0.0, 0.0, 0.0],  # below the range
+        ]
+    )
+    torch.testing.assert_close(enc, expected)
+    torch.testing.assert_close(enc.sum(-1), torch.ones(4))
+
+
+def test_twohot_round_trip_255_bins():
+    y = torch.tensor([-123.4, -1.0, 0.0, 0.3, 7.0, 5000.0])
+    enc = D.twohot(D.symlog(y), BINS)
+    back = D.symexp(enc @ BINS)
+    torch.testing.assert_close(back, y, rtol=1e-4, atol=1e-4)
+
+
+def test_twohot_log_prob_matches_dense_cross_entropy():
+    logits = torch.randn(6, 255)
+    y = torch.tensor([-50.0, -0.2, 0.0, 1.0, 30.0, 1e9])
+    dense = (D.twohot(D.symlog(y), BINS) * torch.log_softmax(logits, -1)).sum(-1)
+    torch.testing.assert_close(D.TwoHot(logits, BINS).log_prob(y), dense, rtol=1e-5, atol=1e-5)
+    both = D.TwoHot(logits, BINS).log_prob(y, y.flip(0))
+    other = (D.twohot(D.symlog(y.flip(0)), BINS) * torch.log_softmax(logits, -1)).sum(-1)
+    torch.testing.assert_close(both, dense + other, rtol=1e-5, atol=1e-5)
+
+
+def test_symmetric_bins_are_linspace():
+    torch.testing.assert_close(BINS, torch.linspace(-20.0, 20.0, 255))
+    assert torch.all(BINS == -BINS.flip(0))
+    assert len(D.symmetric_bins(8, 1.0)) == 8 and torch.all(D.symmetric_bins(8) > -21)
+
+
+def test_twohot_zero_logits_predict_exactly_zero():
+    pred = D.TwoHot(torch.zeros(3, 255), BINS).pred()
+    assert torch.all(pred == 0.0)
+
+
+def test_twohot_pred_is_symexp_of_expected_bin():
+    logits = torch.randn(4, 255)
+    probs = torch.softmax(logits, -1).double()
+    expected = D.symexp(probs @ BINS.double())
+    torch.testing.assert_close(
+        D.TwoHot(logits, BINS).pred().double(), expected, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_unimix_probabilities():
+    logits = torch.tensor([[10.0, 0.0, 0.0, 0.0]])
+    probs = D.unimix_probs(logits, 0.01)
+    soft = torch.softmax(logits, -1)
+    torch.testing.assert_close(probs, 0.99 * soft + 0.01 / 4)
+    assert probs.min() >= 0.01 / 4
+    torch.testing.assert_close(probs.sum(-1), torch.ones(1))
+
+
+def test_onehot_sample_straight_through_gradient():
+    logits = torch.randn(5, 3, 4, requires_grad=True)
+    dist = D.OneHot(logits, 0.01)
+    sample = dist.sample()
+    # forward value is exactly one-hot
+    assert torch.all((sample == 0) | (sample == 1))
+    torch.testing.assert_close(sample.sum(-1), torch.ones(5, 3))
+    # backward is the gradient of the probabilities
+    weights = torch.randn(5, 3, 4)
+    (sample * weights).sum().backward()
+    expected = torch.autograd.grad((D.unimix_probs(logits, 0.01) * weights).sum(), logits)[0]
+    torch.testing.assert_close(logits.grad, expected)
+
+
+def test_onehot_sampling_frequencies():
+    probs_logits = torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4])).expand(20000, 4)
+    counts = D.OneHot(probs_logits).sample().sum(0) / 20000
+    torch.testing.assert_close(counts, torch.tensor([0.1, 0.2, 0.3, 0.4]), atol=0.015, rtol=0)
+
+
+def test_categorical_kl_against_numpy():
+    p = np.array([0.1, 0.6, 0.3])
+    q = np.array([0.3, 0.3, 0.4])
+    kl = D.categorical_kl(torch.tensor(np.log(p)), torch.tensor(np.log(q))).item()
+    assert abs(kl - np.sum(p * np.log(p / q))) < 1e-9
+
+
+def test_bounded_normal_bounds_and_log_prob():
+    dist = D.BoundedNormal(torch.tensor([[100.0, -100.0]]), torch.tensor([[100.0, -100.0]]))
+    torch.testing.assert_close(dist.mean, torch.tensor([[1.0, -1.0]]))
+    torch.testing.assert_close(dist.std, torch.tensor([[1.0, 0.1]]))
+    x = torch.tensor([[0.5, -0.5]])
+    ref = torch.distributions.Normal(dist.mean, dist.std).log_prob(x).sum(-1)
+    torch.testing.assert_close(dist.log_prob(x), ref)
+    ent = torch.distributions.Normal(dist.mean, dist.std).entropy().sum(-1)
+    torch.testing.assert_close(dist.entropy(), ent)
+    # std at zero input: 0.9 * sigmoid(2) + 0.1
+    d0 = D.BoundedNormal(torch.zeros(1), torch.zeros(1))
+    assert abs(d0.std.item() - (0.9 / (1 + math.exp(-2)) + 0.1)) < 1e-6
+
+
+def test_fast_tanh_and_softmax_match_torch():
+    x = torch.randn(100, 7) * 5
+    torch.testing.assert_close(D.tanh(x), torch.tanh(x), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(D.softmax(x), torch.softmax(x, -1))

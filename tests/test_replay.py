@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from reverie.replay import Replay
+
+
+def step(i: int, stream: int = 0) -> dict:
+    return {
+        "vector": np.full(3, i, np.float32),
+        "index": np.int64(i),
+        "stream": np.int64(stream),
+        "is_first": np.bool_(i % 10 == 0),
+        "deter": np.zeros(2, np.float16),
+    }
+
+
+def fill(replay: Replay, n: int, streams: int = 1) -> None:
+    for i in range(n):
+        for s in range(streams):
+            replay.add(s, step(i, s))
+
+
+def test_sequences_are_consecutive_and_cross_chunks():
+    replay = Replay(capacity=1000, chunk=16, seed=0)
+    fill(replay, 100, streams=2)
+    data, keys = replay.sample(64, 20)
+    assert data["vector"].shape == (64, 20, 3)
+    diffs = np.diff(data["index"], axis=1)
+    assert np.all(diffs == 1)  # consecutive steps, also across the 16-step chunks
+    assert np.all(data["stream"] == data["stream"][:, :1])  # one stream per row
+    starts = data["index"][:, 0]
+    assert any(s % 16 > 16 - 20 % 16 for s in starts)  # some rows start near a chunk end
+
+
+def test_capacity_bounds_memory_and_drops_oldest():
+    replay = Replay(capacity=64, chunk=16, seed=0)
+    fill(replay, 200)
+    assert replay.size <= 64
+    data, _ = replay.sample(32, 8)
+    assert data["index"].min() >= 200 - 64 - 16
+    assert replay.nbytes <= 5 * 16 * (3 * 4 + 8 + 8 + 1 + 4)
+
+
+def test_uniform_covers_range_and_recency_prefers_new():
+    uniform = Replay(capacity=10_000, chunk=64, seed=0)
+    recency = Replay(capacity=10_000, chunk=64, selector="recency", seed=0)
+    fill(uniform, 2000)
+    fill(recency, 2000)
+    u = uniform.sample(512, 4)[0]["index"][:, 0]
+    r = recency.sample(512, 4)[0]["index"][:, 0]
+    assert u.min() < 200 and u.max() > 1800
+    assert np.median(r) > np.median(u) + 300
+
+
+def test_write_latents_lands_on_sampled_steps():
+    replay = Replay(capacity=1000, chunk=16, seed=0)
+    fill(replay, 50)
+    data, keys = replay.sample(4, 10)
+    latents = {"deter": np.ones((4, 9, 2), np.float16) * 7}
+    replay.write_latents(keys, 1, latents)
+    for stream, start in keys:
+        again = replay._read(stream, start, 10)
+        assert np.all(again["deter"][1:] == 7)
+
+
+def test_chunks_saved_and_loaded(tmp_path):
+    replay = Replay(capacity=1000, chunk=16, directory=tmp_path, seed=0)
+    fill(replay, 40, streams=2)
+    replay.flush()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [f"{s:03d}-{i:08d}.npz" for s in range(2) for i in range(3)]
+    again = Replay(capacity=1000, chunk=16, directory=tmp_path, seed=0)
+    assert again.load() == 80
+    data, _ = again.sample(8, 10)
+    assert np.all(np.diff(data["index"], axis=1) == 1)
+    # new steps continue the loaded streams
+    again.add(0, step(40))
+    assert again.size == 81
+
+
+def test_corrupt_and_truncated_chunks_are_skipped(tmp_path):
+    replay = Replay(capacity=1000, chunk=16, directory=tmp_path, seed=0)
+    fill(replay, 48)
+    replay.flush()
+    paths = sorted(tmp_path.glob("*.npz"))
+    paths[-1].write_bytes(paths[-1].read_bytes()[:100])  # truncated
+    raw = bytearray(paths[0].read_bytes())
+    raw[50] ^= 0xFF  # a flipped byte
+    paths[0].write_bytes(bytes(raw))
+    again = Replay(capacity=1000, chunk=16, directory=tmp_path, seed=0)
+    assert again.load() == 16
+    assert sorted(again.skipped_files) == sorted([str(paths[0]), str(paths[-1])])
+
+
+def test_sample_before_enough_data_raises():
+    replay = Replay(capacity=100, chunk=16)
+    fill(replay, 5)
+    assert not replay.can_sample(10)
+    with pytest.raises(RuntimeError, match="no sequence"):
+        replay.sample(2, 10)
