@@ -127,9 +127,11 @@ class Behavior(nn.Module):
         bc, ab = self.cfg.behavior, self.cfg.ablation
         feats, actions, dists = self.imagine(wm, start, bc.horizon)
         with torch.no_grad():
-            reward = wm.reward(feats).pred()  # (H+1, N)
-            cont = wm.cont(feats).mode()
-            cont = torch.cat([start_cont[None].to(cont.dtype), cont[1:]], 0)
+            # the start state's reward is never used; its continue comes from the data
+            reward = wm.reward(feats[1:]).pred()  # (H, N)
+            reward = torch.cat([torch.zeros_like(reward[:1]), reward], 0)  # (H+1, N)
+            cont = wm.cont(feats[1:]).mode()
+            cont = torch.cat([start_cont[None].to(cont.dtype), cont], 0)
             slow = self.slow_critic(feats[:-1]).pred()
         critic_dist = self.critic(feats)
         value = critic_dist.pred().detach()  # (H+1, N)

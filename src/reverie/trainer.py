@@ -19,6 +19,7 @@ from reverie.agent import Agent
 from reverie.config import ConfigError, all_keys, from_yaml, make_config, to_yaml
 from reverie.envs import describe_spaces, make_env, make_vector_env
 from reverie.logger import Logger, MetricsMean, Progress
+from reverie.perf import tune_malloc
 from reverie.replay import Replay
 
 STRUCTURAL = ("size", "model", "ablation", "env.id", "env.image_size", "env.pixels")
@@ -80,6 +81,7 @@ class Trainer:
     def __init__(self, cfg: DictConfig, logdir: str | Path):
         self.cfg = cfg
         self.logdir = Path(logdir)
+        tune_malloc()
         torch.set_num_threads(learner_threads(cfg))
         seed_everything(cfg.seed)
         self.device = pick_device(cfg.run.device)

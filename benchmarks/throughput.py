@@ -1,0 +1,204 @@
+"""Throughput of reverie: updates/s, env steps/s of the training loop, policy latency,
+FLOPs per update and peak memory, per size and input kind. Each case runs in its own
+process so that peak memory is its own.
+
+    python benchmarks/throughput.py                       # 1m and 12m, vector and pixels
+    python benchmarks/throughput.py --sizes 1m --kinds vector --updates 10 --json out.json
+
+Env steps/s is measured on the whole training loop (acting, replay, updates at the
+train ratio) on CartPole (vector) or CartPole rendered to 64x64 pixels (pixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+
+def measure(
+    size: str,
+    kind: str,
+    updates: int,
+    threads: int,
+    ratio: float,
+    loop_s: float,
+    overrides: list[str],
+) -> dict:
+    from reverie.agent import ActSpec, Agent
+    from reverie.config import make_config
+    from reverie.trainer import Trainer
+    from reverie.world_model import ObsSpec
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from profile_update import random_batch
+
+    torch.set_num_threads(threads)
+    cfg = make_config(overrides, size=size)
+    spec = ObsSpec({"vector": 4}, {}) if kind == "vector" else ObsSpec({}, {"image": (64, 64, 3)})
+    act = ActSpec(True, 2)
+    torch.manual_seed(0)
+    agent = Agent(spec, act, cfg, "cpu")
+    batch = random_batch(cfg, spec, act, np.random.default_rng(0))
+    agent.update(batch)  # warm-up
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        agent.update(batch)
+    flops = counter.get_total_flops()
+
+    times = []
+    for _ in range(updates):
+        t = time.perf_counter()
+        agent.update(batch)
+        times.append(time.perf_counter() - t)
+    update_s = float(np.median(times))
+
+    latency = {}
+    for n in (1, 8):
+        obs = {k: np.zeros((n, v), np.float32) for k, v in spec.vectors.items()}
+        obs.update({k: np.zeros((n, *s), np.uint8) for k, s in spec.images.items()})
+        obs["is_first"] = np.zeros(n, bool)
+        _, state = agent.policy(obs, None)
+        lat = []
+        for _ in range(50):
+            t = time.perf_counter()
+            _, state = agent.policy(obs, state)
+            lat.append(time.perf_counter() - t)
+        latency[n] = float(np.median(lat)) * 1e3
+
+    # the whole loop, train ratio included
+    with tempfile.TemporaryDirectory() as logdir:
+        pixels = "true" if kind == "pixels" else "false"
+        loop_cfg = make_config(
+            [
+                *overrides,
+                f"env.pixels={pixels}",
+                "run.progress=false",
+                "run.tensorboard=false",
+                "run.eval_every=0",
+                f"run.threads={threads}",
+                f"run.train_ratio={ratio}",
+            ],
+            size=size,
+        )
+        trainer = Trainer(loop_cfg, logdir)
+        start_steps = 64 + 2  # one batch must fit before updates start
+        trainer.train(start_steps)
+        t0, s0, u0 = time.perf_counter(), trainer.step, trainer.updates
+        target = s0
+        while time.perf_counter() - t0 < loop_s:
+            target += 16
+            trainer.train(target)
+        loop_time = time.perf_counter() - t0
+        env_sps = (trainer.step - s0) / loop_time
+        loop_ups = (trainer.updates - u0) / loop_time
+        trainer.close()
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "size": size,
+        "kind": kind,
+        "threads": threads,
+        "params_m": agent.param_count()["total"] / 1e6,
+        "update_ms": update_s * 1e3,
+        "updates_per_s": 1 / update_s,
+        "gflop_per_update": flops / 1e9,
+        "gflops": flops / 1e9 / update_s,
+        "policy_ms_b1": latency[1],
+        "policy_ms_b8": latency[8],
+        "train_ratio": ratio,
+        "loop_env_steps_per_s": env_sps,
+        "loop_updates_per_s": loop_ups,
+        "peak_host_mb": peak_mb,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--sizes", nargs="+", default=["1m", "12m"])
+    p.add_argument("--kinds", nargs="+", default=["vector", "pixels"])
+    p.add_argument("--updates", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--train-ratio", type=float, default=512)
+    p.add_argument("--loop-seconds", type=float, default=20)
+    p.add_argument("--json", help="write the results here too")
+    p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # size kind: run in this process
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args()
+
+    if args.one:
+        result = measure(
+            *args.one,
+            args.updates,
+            args.threads,
+            args.train_ratio,
+            args.loop_seconds,
+            args.overrides,
+        )
+        print("RESULT " + json.dumps(result))
+        return
+
+    results = []
+    for size in args.sizes:
+        for kind in args.kinds:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                size,
+                kind,
+                "--updates",
+                str(args.updates),
+                "--threads",
+                str(args.threads),
+                "--train-ratio",
+                str(args.train_ratio),
+                "--loop-seconds",
+                str(args.loop_seconds),
+                *args.overrides,
+            ]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+            if not line:
+                print(out.stderr[-2000:], file=sys.stderr)
+                continue
+            results.append(json.loads(line[0][7:]))
+            print_row(results[-1], header=len(results) == 1)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def print_row(r: dict, header: bool) -> None:
+    cols = [
+        ("size", "{:>5}"),
+        ("kind", "{:>7}"),
+        ("params_m", "{:>8.2f}"),
+        ("updates_per_s", "{:>13.2f}"),
+        ("update_ms", "{:>9.0f}"),
+        ("gflop_per_update", "{:>16.1f}"),
+        ("gflops", "{:>6.1f}"),
+        ("loop_env_steps_per_s", "{:>20.1f}"),
+        ("loop_updates_per_s", "{:>18.2f}"),
+        ("policy_ms_b1", "{:>12.2f}"),
+        ("policy_ms_b8", "{:>12.2f}"),
+        ("peak_host_mb", "{:>12.0f}"),
+    ]
+    if header:
+        print(" ".join(f"{name:>{len(fmt.format(r[name]))}}" for name, fmt in cols))
+    print(" ".join(fmt.format(r[name]) for name, fmt in cols), flush=True)
+
+
+if __name__ == "__main__":
+    main()
