@@ -12,7 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	# torch first: 2.13.0 is a local CPU wheel on our machines; an unpinned torch would pull
 	# several GB of CUDA packages. A torch already in the venv (your own CUDA build) is kept.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[test]'
+	# the env suites that install here, so that their tests run rather than skip
+	$(PY) -m pip install -e '.[test,all-envs]'
 	touch $@
 
 install: $(VENV)/.installed

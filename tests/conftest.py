@@ -24,6 +24,7 @@ TINY = [
     "run.eval_every=0",
     "run.device=cpu",
     "run.threads=1",
+    "env.num_envs=1",
 ]
 
 

@@ -122,3 +122,12 @@ def test_fast_tanh_and_softmax_match_torch():
     x = torch.randn(100, 7) * 5
     torch.testing.assert_close(D.tanh(x), torch.tanh(x), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(D.softmax(x), torch.softmax(x, -1))
+
+
+def test_peaked_policy_log_probs_and_entropy_stay_finite():
+    logits = torch.tensor([[200.0, -200.0, 0.0]], requires_grad=True)
+    dist = D.OneHot(logits)  # no unimix, as the policy
+    onehot = torch.tensor([[0.0, 1.0, 0.0]])
+    assert torch.isfinite(dist.log_prob(onehot)).all() and torch.isfinite(dist.entropy()).all()
+    (dist.log_prob(onehot) + dist.entropy()).sum().backward()
+    assert torch.isfinite(logits.grad).all()

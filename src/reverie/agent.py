@@ -39,6 +39,7 @@ class Agent(nn.Module):
             {"model": self.wm, "actor": self.behavior.actor, "critic": self.behavior.critic},
         )
         self.register_buffer("updates", torch.zeros((), dtype=torch.long, device=self.device))
+        self.last_update_finite = True
 
     # ----------------------------------------------------------------- acting
     def initial_state(self, n: int) -> dict[str, Tensor]:
@@ -114,12 +115,20 @@ class Agent(nn.Module):
 
         self.opt.zero_grad(set_to_none=True)
         total.backward()
-        if cfg.optim.name == "adam":
-            for group in self.opt.param_groups:
-                torch.nn.utils.clip_grad_norm_(group["params"], group["clip"], foreach=True)
-        self.opt.step()
-        self.behavior.update_slow_critic()
-        self.updates += 1
+        # a non-finite loss or gradient skips the step: parameters, optimiser moments and
+        # the slow critic stay as they were (one host read; free on CPU)
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        gnorm = torch.stack(torch._foreach_norm(grads))
+        self.last_update_finite = bool(torch.isfinite(total) & torch.isfinite(gnorm).all())
+        if self.last_update_finite:
+            if cfg.optim.name == "adam":
+                for group in self.opt.param_groups:
+                    torch.nn.utils.clip_grad_norm_(group["params"], group["clip"], foreach=True)
+            self.opt.step()
+            self.behavior.update_slow_critic()
+            self.updates += 1
+        else:
+            self.opt.zero_grad(set_to_none=True)
 
         metrics.update({f"loss/{n}": v.mean().detach() for n, v in losses.items()})
         metrics.update(

@@ -55,7 +55,8 @@ class ReturnNormalizer(nn.Module):
 
     def update(self, ret: Tensor) -> None:
         lo, hi = torch.quantile(ret.detach().float().flatten(), self.quantiles)
-        self.spread.mul_(self.decay).add_((1 - self.decay) * (hi - lo))
+        new = self.decay * self.spread + (1 - self.decay) * (hi - lo)
+        self.spread.copy_(torch.where(torch.isfinite(new), new, self.spread))  # skip NaN batches
 
     def scale(self) -> Tensor:
         return self.spread.clamp(min=self.limit)

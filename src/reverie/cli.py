@@ -1,18 +1,33 @@
-"""Command line: `reverie train`, `reverie eval`, `reverie sizes`."""
+"""Command line: `reverie train`, `eval`, `dream`, `plot`, `config`, `sizes`."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from reverie.agent import Agent
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from reverie.checkpoint import CheckpointError
     from reverie.config import ConfigError
     from reverie.envs import EnvIdError, UnsupportedSpaceError
+    from reverie.trainer import NonFiniteError
 
-    return (ConfigError, EnvIdError, UnsupportedSpaceError, CheckpointError, FileNotFoundError)
+    return (
+        ConfigError,
+        EnvIdError,
+        UnsupportedSpaceError,
+        CheckpointError,
+        FileNotFoundError,
+        NonFiniteError,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--logdir", required=True)
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--seed", type=int, default=None)
+    ev.add_argument("--video", help="record the episodes to this file (.mp4 or .gif)")
+    ev.add_argument("--fps", type=int, default=30, help="frames per second of --video")
+
+    dr = sub.add_parser(
+        "dream", help="open-loop predictions of the world model: GIF, MP4 and PNG grid"
+    )
+    dr.add_argument("--logdir", required=True)
+    dr.add_argument("--context", type=int, default=5, help="observed steps (default 5)")
+    dr.add_argument("--horizon", type=int, default=45, help="imagined steps (default 45)")
+    dr.add_argument("--sequences", type=int, default=3, help="number of sequences (default 3)")
+    dr.add_argument("--out", help="output file (default LOGDIR/dream.gif, or .png for vectors)")
+    dr.add_argument("--fps", type=int, default=10)
+    dr.add_argument("--seed", type=int, default=0, help="which replay sequences to pick")
+
+    pl = sub.add_parser("plot", help="return curves of runs against published DreamerV3 scores")
+    pl.add_argument("logdirs", nargs="+", help="logdirs (or folders holding logdirs)")
+    pl.add_argument("--out", help="output PNG (default LOGDIR/returns.png or ./returns.png)")
+    pl.add_argument("--smooth", type=int, default=10, help="moving average over N episodes")
 
     cfg = sub.add_parser("config", help="print the full config (defaults, presets, overrides)")
     cfg.add_argument("--env")
@@ -44,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("overrides", nargs="*")
 
     sub.add_parser("sizes", help="list the size presets with parameter counts")
+    sub.add_parser("envs", help="list the env suites, whether each is installed, example ids")
     return parser
 
 
@@ -61,6 +95,7 @@ def cmd_train(args) -> int:
         overrides=args.overrides,
         **keys,
     )
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # save a checkpoint on `kill` too
     params = agent.agent.param_count()
     print(
         f"reverie: training {agent.cfg.env.id} size {agent.cfg.size} "
@@ -79,34 +114,179 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def load_trained(logdir: str | Path) -> tuple[Agent, DictConfig, dict]:
+    """(agent, cfg, checkpoint state) of the newest checkpoint of a logdir."""
     from reverie import checkpoint
     from reverie.agent import Agent
-    from reverie.config import make_config
+    from reverie.config import from_yaml, make_config
     from reverie.envs import describe_spaces, env_kwargs, make_env
-    from reverie.trainer import evaluate, pick_device
+    from reverie.trainer import pick_device
 
-    logdir = Path(args.logdir)
+    logdir = Path(logdir)
     state = checkpoint.load_latest(logdir)
     if state is None:
         raise FileNotFoundError(
             f"no checkpoint in {logdir}: train there first (reverie train --logdir {logdir})"
         )
-    from reverie.config import from_yaml
-
     cfg = make_config([], base=from_yaml(state["config"]))
     env = make_env(str(cfg.env.id), **env_kwargs(cfg.env))
     obs_spec, act_spec = describe_spaces(env)
     env.close()
     agent = Agent(obs_spec, act_spec, cfg, pick_device(cfg.run.device))
     agent.load_checkpoint_state(state["agent"])
+    return agent, cfg, state
+
+
+def _progress(label: str, total: int | None, unit: str = ""):
+    """A rich progress bar on stderr (hidden when stderr is not a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+    )
+
+
+def _summary(title: str, rows: dict[str, object]) -> None:
+    """The one-screen summary a long command ends with (plain lines when piped)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False, box=None, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    needed = max(map(len, map(str, rows))) + max(len(str(v)) for v in rows.values()) + 6
+    Console(width=max(needed, len(title), Console().width)).print(table)
+
+
+def cmd_eval(args) -> int:
+    import time
+
+    from reverie.trainer import evaluate
+
+    agent, cfg, state = load_trained(args.logdir)
     seed = args.seed if args.seed is not None else cfg.seed + 2 * 10**6
-    result = evaluate(agent, cfg, args.episodes, seed=seed)
+    step = state["counters"]["step"]
+    if not args.video:
+        result = evaluate(agent, cfg, args.episodes, seed=seed)
+    else:
+        from reverie.viz.video import VideoWriter
+
+        start = time.time()
+        writer = VideoWriter(args.video, fps=args.fps)
+        with _progress("eval", args.episodes, "episodes") as bar:
+            task = bar.add_task("eval", total=args.episodes, info="")
+
+            def done(ep: int, ret: float, length: int) -> None:
+                bar.update(task, completed=ep + 1, info=f"return {ret:.1f}, length {length}")
+
+            try:
+                result = evaluate(
+                    agent, cfg, args.episodes, seed=seed, frames=writer, on_episode=done
+                )
+            finally:
+                path = writer.close()
     print(
         f"mean return over {args.episodes} episodes: {result['eval/return']:.2f} "
         f"(std {result['eval/return_std']:.2f}, mean length {result['eval/length']:.1f}) "
-        f"at step {state['counters']['step']}"
+        f"at step {step}"
     )
+    if args.video:
+        _summary(
+            f"reverie eval: {cfg.env.id}",
+            {
+                "mean return": f"{result['eval/return']:.2f} (std {result['eval/return_std']:.2f})",
+                "episodes": f"{args.episodes}, mean length {result['eval/length']:.1f}",
+                "trained steps": step,
+                "wall time": f"{time.time() - start:.1f}s",
+                "video": f"{path} ({writer.frames} frames at {args.fps} fps)",
+            },
+        )
+    return 0
+
+
+def cmd_dream(args) -> int:
+    import time
+
+    import torch
+
+    from reverie.viz.dream import dream, write_dream
+
+    start = time.time()
+    with _progress("dream", 3, "stages") as bar:
+        task = bar.add_task("dream", total=3, info="loading checkpoint")
+        agent, cfg, state = load_trained(args.logdir)
+        torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+        bar.update(task, completed=1, info="replay and open-loop prediction")
+        result = dream(
+            agent, cfg, args.logdir, args.context, args.horizon, args.sequences, seed=args.seed
+        )
+        bar.update(task, completed=2, info="writing files")
+        if args.out:
+            out = Path(args.out)
+        else:
+            out = Path(args.logdir) / ("dream.gif" if result.images else "dream.png")
+        paths = write_dream(result, out, fps=args.fps)
+        bar.update(task, completed=3, info="")
+    mse = ", ".join(f"{k} {v:.4g}" for k, v in result.mse().items())
+    _summary(
+        f"reverie dream: {cfg.env.id} at step {state['counters']['step']}",
+        {
+            "sequences": f"{result.count} from {result.source}, {result.length} steps each",
+            "observed": f"{result.context} steps (green), then "
+            f"{result.length - result.context} imagined with the real actions (red)",
+            "imagined MSE": mse + ("  (images in 0..1)" if result.images else ""),
+            "wall time": f"{time.time() - start:.1f}s",
+            **{f"{kind} file": str(path) for kind, path in paths.items()},
+        },
+    )
+    return 0
+
+
+def cmd_plot(args) -> int:
+    import time
+
+    from reverie.viz.plot import find_logdirs, plot_runs
+
+    start = time.time()
+    logdirs = find_logdirs(args.logdirs)
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = logdirs[0] / "returns.png" if len(logdirs) == 1 else Path("returns.png")
+    with _progress("plot", len(logdirs), "runs") as bar:
+        task = bar.add_task("plot", total=len(logdirs), info="")
+        result = plot_runs(logdirs, out, window=args.smooth, on_run=lambda d: bar.advance(task))
+    rows: dict[str, object] = {}
+    for name, g in result["groups"].items():
+        text = f"{g['runs']} run(s), {g['steps']} steps"
+        if "final_return" in g:
+            text += f", final return {g['final_return']:.1f}"
+        if "final_eval" in g:
+            text += f", final eval {g['final_eval']:.1f}"
+        if "reference" in g:
+            text += f", DreamerV3 {g['reference']:g}"
+        if "crafter_score" in g:
+            text += f", Crafter score {g['crafter_score']:.1f}%"
+        rows[name] = text
+    rows["wall time"] = f"{time.time() - start:.1f}s"
+    rows.update({f"{kind} plot": str(p) for kind, p in result["paths"].items()})
+    _summary(f"reverie plot: {len(logdirs)} run(s)", rows)
     return 0
 
 
@@ -118,6 +298,8 @@ def cmd_config(args) -> int:
 
 
 def cmd_sizes(args) -> int:
+    import torch
+
     from reverie.agent import ActSpec, Agent
     from reverie.config import SIZES, make_config
     from reverie.world_model import ObsSpec
@@ -128,7 +310,8 @@ def cmd_sizes(args) -> int:
     )
     for name, s in SIZES.items():
         cfg = make_config([], size=name)
-        agent = Agent(ObsSpec({}, {"image": (64, 64, 3)}), ActSpec(True, 17), cfg, "meta")
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            agent = Agent(ObsSpec({}, {"image": (64, 64, 3)}), ActSpec(True, 17), cfg, "meta")
         total = agent.param_count()["total"]
         print(
             f"{name:>5} {s.deter:>6} {s.hidden:>6} {s.classes:>7} {s.depth:>5} {s.units:>5}"
@@ -137,18 +320,42 @@ def cmd_sizes(args) -> int:
     return 0
 
 
+def cmd_envs(args) -> int:
+    from reverie.config import DOMAINS, PRESET_BY_SUITE
+    from reverie.envs import SUITE_INFO, suite_installed
+
+    print(f"{'suite':<10} {'installed':<10} {'example id':<22} {'preset':<12} install")
+    for suite, (_, extra, example) in SUITE_INFO.items():
+        ok = "yes" if suite_installed(suite) else "no"
+        preset = PRESET_BY_SUITE.get(suite, suite)
+        preset = preset if preset in DOMAINS else "gym"
+        how = f"pip install -e .[{extra}]" if extra else "(always)"
+        print(f"{suite:<10} {ok:<10} {example:<22} {preset:<12} {how}")
+    print("train one with: reverie train --env <id>; DMC from pixels: preset=dmc_vision")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"train": cmd_train, "eval": cmd_eval, "config": cmd_config, "sizes": cmd_sizes}[
-        args.command
-    ]
+    handler = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "dream": cmd_dream,
+        "plot": cmd_plot,
+        "config": cmd_config,
+        "sizes": cmd_sizes,
+        "envs": cmd_envs,
+    }[args.command]
     try:
         return handler(args)
     except _user_errors() as e:
         print(f"reverie: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("reverie: interrupted", file=sys.stderr)
+        print(
+            "reverie: interrupted; rerun the same command to resume from the last checkpoint",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -135,10 +135,12 @@ class RunConfig:
     train_fill: int = 0  # env steps before updates start (0: as soon as one batch fits)
     eval_every: int = 10_000  # env steps; 0 disables
     eval_episodes: int = 5
+    dream_every: int = 0  # env steps between open-loop dream videos (TensorBoard); 0 = off
     log_every: float = 30.0  # seconds between train-metric lines
     checkpoint_every: float = 300.0  # seconds
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads; 0 = cores not used by env workers
+    nonfinite_patience: int = 10  # non-finite updates in a row (each skipped) before stopping
     progress: bool = True
     tensorboard: bool = True
 
@@ -147,6 +149,7 @@ class RunConfig:
 class Config:
     seed: int = 0
     size: str = "1m"
+    preset: str = ""  # domain preset of configs/domains.yaml; "" picks it by the env's suite
     logdir: str = ""
     env: EnvConfig = field(default_factory=EnvConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -263,10 +266,21 @@ def size_preset(name: str) -> DictConfig:
     return OmegaConf.create({"model": SIZES[name]})
 
 
-def domain_preset(env_id: str) -> DictConfig:
-    """The paper's settings for the suite of `env_id` ('dmc:walker_walk' -> preset 'dmc')."""
-    suite = env_id.split(":", 1)[0] if ":" in env_id else "gym"
-    return DOMAINS.get(suite, OmegaConf.create({}))
+PRESET_BY_SUITE = {"dmc": "dmc_proprio"}  # suites whose default preset has another name
+
+
+def domain_preset(env_id: str, preset: str = "") -> DictConfig:
+    """The paper's settings: the named `preset`, else the one of `env_id`'s suite
+    ('dmc:walker_walk' -> 'dmc_proprio', 'atari:pong' -> 'atari', 'crafter' -> 'crafter')."""
+    if preset:
+        if preset not in DOMAINS:
+            raise ConfigError(
+                f"unknown preset {preset!r}; valid presets: {', '.join(DOMAINS.keys())}"
+            )
+        return DOMAINS[preset]
+    suite = env_id.split(":", 1)[0] if ":" in env_id else env_id
+    suite = PRESET_BY_SUITE.get(suite, suite)
+    return DOMAINS.get(suite if suite in DOMAINS else "gym", OmegaConf.create({}))
 
 
 def validate(cfg: DictConfig) -> None:
@@ -286,6 +300,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"unknown size {cfg.size!r}; valid sizes: {', '.join(SIZES.keys())}")
     if cfg.replay.context < 0:
         raise ConfigError("replay.context must be >= 0")
+    if cfg.preset and cfg.preset not in DOMAINS:
+        raise ConfigError(
+            f"unknown preset {cfg.preset!r}; valid presets: {', '.join(DOMAINS.keys())}"
+        )
 
 
 def make_config(
@@ -303,8 +321,10 @@ def make_config(
         return _finish(merge(default_config(), base, flag_cfg, user))
     cfg = default_config()
     # size and env may come from flags or overrides; presets go under both
-    probe = OmegaConf.merge(OmegaConf.create({"env": {"id": cfg.env.id}}), flag_cfg, user)
-    domain = domain_preset(str(probe.env.id))
+    probe = OmegaConf.merge(
+        OmegaConf.create({"env": {"id": cfg.env.id}, "preset": cfg.preset}), flag_cfg, user
+    )
+    domain = domain_preset(str(probe.env.id), str(probe.preset or ""))
     probe = OmegaConf.merge(OmegaConf.create({"size": cfg.size}), domain, flag_cfg, user)
     size = str(probe.size)
     cfg = merge(cfg, {"size": size}, size_preset(size), domain, flag_cfg, user)

@@ -146,6 +146,12 @@ def softmax(logits: Tensor) -> Tensor:
     return e / e.sum(-1, keepdim=True)
 
 
+def log_softmax(logits: Tensor) -> Tensor:
+    """Log-probabilities over a short last axis, finite however peaked (see `softmax`)."""
+    shifted = logits - logits.amax(-1, keepdim=True).detach()
+    return shifted - torch.log(torch.exp(shifted).sum(-1, keepdim=True))
+
+
 def sample_categorical(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Class indices (...) drawn from probs (..., K) by inverting the CDF with one uniform."""
     u = torch.rand(
@@ -167,7 +173,8 @@ class OneHot:
 
     def __init__(self, logits: Tensor, unimix: float = 0.0):
         self.probs = unimix_probs(logits, unimix)
-        self.logits = torch.log(self.probs)
+        # with unimix every probability is at least unimix / K, so its log is finite
+        self.logits = torch.log(self.probs) if unimix > 0 else log_softmax(logits)
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         idx = sample_categorical(self.probs.detach(), generator)

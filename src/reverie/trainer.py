@@ -8,7 +8,9 @@ import random
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,11 +20,16 @@ from reverie import checkpoint
 from reverie.agent import Agent
 from reverie.config import ConfigError, all_keys, from_yaml, make_config, to_yaml
 from reverie.envs import describe_spaces, make_env, make_vector_env
+from reverie.envs.episode_stats import EpisodeStats, info_at
 from reverie.logger import Logger, MetricsMean, Progress
 from reverie.perf import tune_malloc
 from reverie.replay import Replay
 
 STRUCTURAL = ("size", "model", "ablation", "env.id", "env.image_size", "env.pixels")
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced non-finite losses or gradients too many updates in a row."""
 
 
 def seed_everything(seed: int) -> None:
@@ -103,7 +110,12 @@ class Trainer:
         self.train_start: int | None = None
         self.episodes = 0
         self.last_eval = 0
+        self.nonfinite_in_row = 0
+        self.last_dream = 0
         self.returns: deque[float] = deque(maxlen=20)
+        # --- per-episode env metrics (Crafter achievements): see reverie.envs.episode_stats
+        self.episode_stats = EpisodeStats()
+        self.episode_infos: dict[int, dict] = {}
         self.metrics = MetricsMean()
         self.logger: Logger | None = None
         self._resume()
@@ -180,6 +192,11 @@ class Trainer:
         data, keys = self.replay.sample(rc.batch_size, rc.batch_length + k)
         batch = {key: torch.as_tensor(v, device=self.device) for key, v in data.items()}
         metrics, latents = self.agent.update(batch)
+        self.updates += 1
+        if not self.agent.last_update_finite:
+            self._nonfinite_update(metrics)
+            return
+        self.nonfinite_in_row = 0
         self.metrics.add(metrics)
         self.replay.write_latents(
             keys,
@@ -189,7 +206,26 @@ class Trainer:
                 "stoch": latents["stoch"].cpu().numpy(),
             },
         )
-        self.updates += 1
+
+    def _nonfinite_update(self, metrics: dict[str, torch.Tensor]) -> None:
+        """Log a skipped update with the loss terms that went bad; stop after too many."""
+        bad = sorted(k for k, v in metrics.items() if not torch.isfinite(v).all())
+        self.nonfinite_in_row += 1
+        self.logger.write(self.step, {"train/skipped_update": 1.0})
+        print(
+            f"reverie: warning: update {self.updates} at step {self.step} skipped: "
+            f"non-finite {', '.join(bad) or 'gradients'}",
+            file=sys.stderr,
+        )
+        patience = self.cfg.run.nonfinite_patience
+        if self.nonfinite_in_row >= patience:
+            self.save()  # skipped updates left the parameters as they were before the problem
+            raise NonFiniteError(
+                f"{patience} updates in a row had non-finite losses or gradients "
+                f"({', '.join(bad) or 'gradients'}); stopped at step {self.step}. The "
+                f"checkpoint in {self.logdir} holds the parameters from before. Check the "
+                "env's observations and rewards for NaN/inf, or lower optim.lr."
+            )
 
     def train(self, steps: int | None = None) -> dict:
         """Run until `steps` total env steps (default run.steps). Returns a summary."""
@@ -206,6 +242,7 @@ class Trainer:
         ep_return, ep_length = np.zeros(n), np.zeros(n, np.int64)
         state = None
         start_time = last_log = last_ckpt = time.time()
+        first_step, first_updates = self.step, self.updates
         log_step, log_updates = self.step, self.updates
         try:
             while self.step < total:
@@ -226,12 +263,16 @@ class Trainer:
                 ep_return += np.where(is_first, 0.0, reward)
                 ep_length += ~is_first
                 for i in np.flatnonzero(is_last):
-                    self._episode_done(float(ep_return[i]), int(ep_length[i]))
+                    self._episode_done(
+                        float(ep_return[i]), int(ep_length[i]), self.episode_infos.pop(i, None)
+                    )
                     ep_return[i], ep_length[i] = 0.0, 0
-                obs, rew, term, trunc, _ = self.env.step(self.to_env_action(action))
+                obs, rew, term, trunc, infos = self.env.step(self.to_env_action(action))
                 is_first = is_last.copy()
                 reward = rew.astype(np.float32)
                 is_last, is_terminal = term | trunc, term.copy()
+                for i in np.flatnonzero(is_last):  # env metrics of the episode's last step
+                    self.episode_infos[i] = {"achievements": info_at(infos, i, "achievements")}
                 self.step += n
 
                 for _ in range(self.updates_due()):
@@ -244,11 +285,19 @@ class Trainer:
                 if rc.eval_every and self.step - self.last_eval >= rc.eval_every:
                     self.last_eval = self.step
                     self.logger.write(self.step, self.evaluate(rc.eval_episodes, prefix="eval/"))
+                if rc.dream_every and self.step - self.last_dream >= rc.dream_every:
+                    self.last_dream = self.step
+                    self._dream()
                 if now - last_ckpt >= rc.checkpoint_every:
                     self.save()
                     last_ckpt = now
-                recent = np.mean(self.returns) if self.returns else float("nan")
-                progress.update(self.step, f"return {recent:.1f}  upd {self.updates}")
+                progress.update(
+                    self.step, self._progress_info(now - start_time, first_step, first_updates)
+                )
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM (see cli): keep what was learned, then stop
+            self.save()
+            raise
         finally:
             progress.close()
         self._log_train(max(1e-9, time.time() - last_log), log_step, log_updates)
@@ -264,10 +313,19 @@ class Trainer:
             "logdir": str(self.logdir),
         }
 
-    def _episode_done(self, ret: float, length: int) -> None:
+    def _progress_info(self, seconds: float, first_step: int, first_updates: int) -> str:
+        recent = np.mean(self.returns) if self.returns else float("nan")
+        seconds = max(seconds, 1e-9)
+        return (
+            f"return {recent:.1f} | {(self.updates - first_updates) / seconds:.2f} upd/s"
+            f" | {(self.step - first_step) / seconds:.1f} steps/s | {self.updates} updates"
+        )
+
+    def _episode_done(self, ret: float, length: int, info: dict | None = None) -> None:
         self.episodes += 1
         self.returns.append(ret)
-        self.logger.write(self.step, {"episode/return": ret, "episode/length": length})
+        extra = self.episode_stats.episode(info)  # achievement/<name>, crafter/score
+        self.logger.write(self.step, {"episode/return": ret, "episode/length": length, **extra})
 
     def _log_train(self, seconds: float, since_step: int, since_updates: int) -> None:
         metrics = self.metrics.result()
@@ -288,6 +346,13 @@ class Trainer:
             mode=mode,
         )
 
+    def _dream(self) -> None:
+        """Open-loop predictions on replay into TensorBoard and logdir/dreams (run.dream_every)."""
+        from reverie.viz.dream import dream_during_training
+
+        args = (self.agent, self.cfg, self.replay, self.logdir, self.logger, self.step)
+        dream_during_training(*args)
+
     def close(self) -> None:
         self.env.close()
         if self.logger is not None:
@@ -301,15 +366,33 @@ def evaluate(
     seed: int = 0,
     prefix: str = "eval/",
     mode: str = "mode",
+    frames: Any = None,
+    on_episode: Callable[[int, float, int], None] | None = None,
 ) -> dict:
-    """Mean return and length over `episodes` full episodes in a fresh single env."""
-    from reverie.envs import env_kwargs
+    """Mean return and length over `episodes` full episodes in a fresh single env.
 
-    env = make_env(str(cfg.env.id), seed=seed, **env_kwargs(cfg.env))
+    `frames`: anything with `append(frame)` (a list, `reverie.viz.video.VideoWriter`) that
+    receives every frame as (H, W, 3) uint8: the env's first image observation, else
+    `env.render()` (gym envs are then built with render_mode='rgb_array').
+    `on_episode(index, return, length)` is called after each episode (progress bars).
+    """
+    from reverie.envs import env_kwargs, split_id
+
+    kw = env_kwargs(cfg.env)
+    image_key = next(iter(agent.obs_spec.images), None)
+    if frames is not None and image_key is None and split_id(str(cfg.env.id))[0] == "gym":
+        kw["kwargs"] = {"render_mode": "rgb_array", **kw["kwargs"]}
+    env = make_env(str(cfg.env.id), seed=seed, **kw)
+
+    def record(obs) -> None:
+        if frames is not None:
+            frames.append(obs[image_key] if image_key is not None else env.render())
+
     returns, lengths = [], []
     try:
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep)
+            record(obs)
             state, first, done, total, length = None, True, False, 0.0, 0
             while not done:
                 batch = {k: np.asarray(v)[None] for k, v in obs.items()}
@@ -318,11 +401,14 @@ def evaluate(
                 if agent.act_spec.discrete:
                     act = int(act.argmax()) + int(getattr(env.action_space, "start", 0))
                 obs, reward, term, trunc, _ = env.step(act)
+                record(obs)
                 total += float(reward)
                 length += 1
                 first, done = False, term or trunc
             returns.append(total)
             lengths.append(length)
+            if on_episode is not None:
+                on_episode(ep, total, length)
     finally:
         env.close()
     return {

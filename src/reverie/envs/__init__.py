@@ -10,7 +10,15 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from reverie.envs._util import SuiteNotInstalledError
+from reverie.envs.atari_suite import make_atari, make_atari100k
+from reverie.envs.bsuite_suite import make_bsuite
+from reverie.envs.crafter_suite import make_crafter
+from reverie.envs.dmc_suite import make_dmc
 from reverie.envs.gym_suite import EnvIdError, make_gym
+from reverie.envs.memmaze_suite import make_memmaze
+from reverie.envs.minecraft_suite import make_minecraft
+from reverie.envs.procgen_suite import make_procgen
 from reverie.envs.wrappers import (
     ActionRepeat,
     DreamerObservation,
@@ -19,13 +27,61 @@ from reverie.envs.wrappers import (
     check_action_space,
 )
 
-SUITES = {"gym": make_gym}
+# Each maker: make_<suite>(task, *, pixels=False, size=64, **kwargs) -> gymnasium.Env.
+# Optional packages are imported inside the makers (SuiteNotInstalledError names the extra).
+SUITES = {
+    "gym": make_gym,
+    "dmc": make_dmc,
+    "atari": make_atari,
+    "atari100k": make_atari100k,
+    "crafter": make_crafter,
+    "bsuite": make_bsuite,
+    "memmaze": make_memmaze,
+    "procgen": make_procgen,
+    "minecraft": make_minecraft,
+}
+# suite -> (module that must import, pip extra, example id)
+SUITE_INFO = {
+    "gym": ("gymnasium", "", "gym:CartPole-v1"),
+    "dmc": ("dm_control", "dmc", "dmc:walker_walk"),
+    "atari": ("ale_py", "atari", "atari:pong"),
+    "atari100k": ("ale_py", "atari", "atari100k:ms_pacman"),
+    "crafter": ("crafter", "crafter", "crafter:reward"),
+    "bsuite": ("bsuite", "bsuite", "bsuite:catch/0"),
+    "memmaze": ("memory_maze", "memmaze", "memmaze:9x9"),
+    "procgen": ("procgen", "procgen", "procgen:coinrun"),
+    "minecraft": ("minerl", "minecraft", "minecraft:diamond"),
+}
+# a bare suite name stands for its default task ('crafter' -> 'crafter:reward')
+DEFAULT_TASKS = {"crafter": "reward", "minecraft": "diamond"}
 
-__all__ = ["EnvIdError", "UnsupportedSpaceError", "make_env", "make_vector_env", "SUITES"]
+__all__ = [
+    "EnvIdError",
+    "SuiteNotInstalledError",
+    "UnsupportedSpaceError",
+    "make_env",
+    "make_vector_env",
+    "suite_installed",
+    "SUITES",
+    "SUITE_INFO",
+]
+
+
+def suite_installed(suite: str) -> bool:
+    """Whether the suite's optional package can be found (without importing it)."""
+    import importlib.util
+
+    module = SUITE_INFO[suite][0]
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def split_id(env_id: str) -> tuple[str, str]:
     """'dmc:walker_walk' -> ('dmc', 'walker_walk'); a bare Gymnasium id counts as gym."""
+    if env_id in DEFAULT_TASKS:
+        return env_id, DEFAULT_TASKS[env_id]
     suite, _, task = env_id.partition(":")
     if task and suite in SUITES:
         return suite, task
@@ -45,7 +101,10 @@ def make_env(
 ) -> gym.Env:
     """Build one env through the same path the trainer uses."""
     suite, task = split_id(env_id)
-    env = SUITES[suite](task, pixels=pixels, **dict(kwargs or {}))
+    kwargs = dict(kwargs or {})
+    if suite != "gym":
+        kwargs.setdefault("size", image_size)  # suites render at the agent's image size
+    env = SUITES[suite](task, pixels=pixels, **kwargs)
     check_action_space(env.action_space)
     if time_limit:
         env = gym.wrappers.TimeLimit(env, time_limit)

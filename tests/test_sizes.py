@@ -1,0 +1,37 @@
+"""Every size preset builds; parameter counts are reported and match the preset names."""
+
+import pytest
+import torch
+
+from reverie.agent import ActSpec, Agent
+from reverie.config import SIZES, make_config
+from reverie.world_model import ObsSpec
+
+NOMINAL = {"1m": 1, "12m": 12, "25m": 25, "50m": 50, "100m": 100, "200m": 200, "400m": 400}
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_size_preset_builds(size, capsys):
+    cfg = make_config([], size=size)
+    with torch.device("meta"):
+        agent = Agent(ObsSpec({}, {"image": (64, 64, 3)}), ActSpec(True, 17), cfg, "meta")
+    counts = agent.param_count()
+    with capsys.disabled():
+        print(
+            f"\n  size {size}: {counts['total'] / 1e6:.1f}M parameters "
+            f"(world model {counts['world_model'] / 1e6:.1f}M)"
+        )
+    # within a factor of 1.35 of the nominal size (64x64 images, 17 actions)
+    assert NOMINAL[size] / 1.35 < counts["total"] / 1e6 < NOMINAL[size] * 1.35
+    assert counts["world_model"] > counts["actor"] + counts["critic"]
+
+
+def test_one_m_builds_for_real_and_acts():
+    cfg = make_config([], size="1m")
+    agent = Agent(ObsSpec({"vector": 4}, {}), ActSpec(True, 2), cfg, "cpu")
+    import numpy as np
+
+    action, state = agent.policy(
+        {"vector": np.zeros((3, 4), np.float32), "is_first": np.ones(3, bool)}, None
+    )
+    assert action.shape == (3, 2) and state["deter"].shape == (3, 512)
