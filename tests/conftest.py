@@ -57,3 +57,15 @@ def random_batch(cfg, spec, act, seed: int = 0) -> dict[str, torch.Tensor]:
     data["deter"] = rng.normal(size=(b, t, cfg.model.deter)).astype(np.float16)
     data["stoch"] = rng.integers(0, cfg.model.classes, (b, t, cfg.model.stoch), dtype=np.uint8)
     return {k: torch.as_tensor(v) for k, v in data.items()}
+
+
+def train_tiny(logdir, steps: int, overrides: list[str], **flags):
+    """Train a Trainer from `overrides` (resuming what `logdir` holds) to `steps`; closed."""
+    from reverie.trainer import Trainer, resolve_config
+
+    trainer = Trainer(resolve_config(logdir, list(overrides), **flags), logdir)
+    try:
+        summary = trainer.train(steps)
+    finally:
+        trainer.close()
+    return trainer, summary

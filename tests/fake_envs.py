@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -58,6 +61,69 @@ class ImageEnv(gym.Env):
         return obs, float(action == 1), False, self.t >= 20, {}
 
 
+class FaultyEnv(gym.Env):
+    """Vector observations [t, t, t, t] (t: step in the episode), Discrete(2) actions.
+
+    On its `fault_step`-th step since construction it calls `fault()`. With `marker` (a file
+    path) only the first instance to create that file faults: exactly one fault in a run.
+    """
+
+    observation_space = spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, fault_step: int = 5, marker: str = "", length: int = 50):
+        self.fault_step, self.marker, self.length = fault_step, marker, length
+        self.t = self.calls = 0
+
+    def _obs(self):
+        return np.full(4, self.t, np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        self.calls += 1
+        obs, reward = self._obs(), 1.0
+        if self.calls == self.fault_step and self._claim():
+            obs, reward = self.fault(obs)
+        return obs, reward, False, self.t >= self.length, {}
+
+    def _claim(self) -> bool:
+        if not self.marker:
+            return True
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            return True
+        except FileExistsError:
+            return False
+
+    def fault(self, obs):
+        raise NotImplementedError
+
+
+class RaiseEnv(FaultyEnv):
+    def fault(self, obs):
+        raise RuntimeError(f"deliberate fault at step {self.calls}")
+
+
+class HangEnv(FaultyEnv):
+    def fault(self, obs):
+        time.sleep(600)
+
+
+class ExitEnv(FaultyEnv):
+    def fault(self, obs):
+        os._exit(3)
+
+
+class NaNEnv(FaultyEnv):
+    def fault(self, obs):
+        return np.full(4, np.nan, np.float32), float("inf")
+
+
 class TextEnv(gym.Env):
     observation_space = spaces.Text(8)
     action_space = spaces.Discrete(2)
@@ -66,3 +132,7 @@ class TextEnv(gym.Env):
 gym.register("fake_envs/DictObs-v0", entry_point=DictObsEnv)
 gym.register("fake_envs/Image-v0", entry_point=ImageEnv)
 gym.register("fake_envs/Text-v0", entry_point=TextEnv)
+gym.register("fake_envs/Raise-v0", entry_point=RaiseEnv)
+gym.register("fake_envs/Hang-v0", entry_point=HangEnv)
+gym.register("fake_envs/Exit-v0", entry_point=ExitEnv)
+gym.register("fake_envs/NaN-v0", entry_point=NaNEnv)

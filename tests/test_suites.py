@@ -13,9 +13,8 @@ from reverie.config import ConfigError, make_config
 from reverie.envs import SuiteNotInstalledError, make_env, make_vector_env, suite_installed
 from reverie.envs.episode_stats import EpisodeStats, crafter_score
 from reverie.envs.minecraft_suite import ACTIONS, MILESTONES, milestone_reward
-from reverie.trainer import Trainer, resolve_config
 
-from .conftest import TINY
+from .conftest import TINY, train_tiny
 
 FAST = [*TINY, "run.train_ratio=32", "replay.chunk=64", "replay.save=false"]
 
@@ -293,13 +292,7 @@ SMOKE = [
 
 
 def run(logdir, steps, *extra):
-    cfg = resolve_config(logdir, [*FAST, *extra])
-    trainer = Trainer(cfg, logdir)
-    try:
-        summary = trainer.train(steps)
-    finally:
-        trainer.close()
-    return trainer, summary
+    return train_tiny(logdir, steps, [*FAST, *extra])
 
 
 @pytest.mark.parametrize("env_id, extra", SMOKE)

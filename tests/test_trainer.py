@@ -10,19 +10,13 @@ from reverie.cli import main
 from reverie.config import ConfigError
 from reverie.trainer import Trainer, resolve_config
 
-from .conftest import TINY
+from .conftest import TINY, train_tiny
 
 FAST = [*TINY, "run.train_ratio=64", "replay.chunk=64"]
 
 
 def run(logdir, steps, *extra, **flags):
-    cfg = resolve_config(logdir, [*FAST, *extra], **flags)
-    trainer = Trainer(cfg, logdir)
-    try:
-        summary = trainer.train(steps)
-    finally:
-        trainer.close()
-    return trainer, summary
+    return train_tiny(logdir, steps, [*FAST, *extra], **flags)
 
 
 def read_metrics(logdir):

@@ -18,6 +18,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from reverie.checkpoint import CheckpointError
     from reverie.config import ConfigError
     from reverie.envs import EnvIdError, UnsupportedSpaceError
+    from reverie.envs.vector import EnvWorkerError
     from reverie.trainer import NonFiniteError
 
     return (
@@ -27,6 +28,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         CheckpointError,
         FileNotFoundError,
         NonFiniteError,
+        EnvWorkerError,
     )
 
 

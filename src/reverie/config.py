@@ -30,6 +30,7 @@ class EnvConfig:
     action_repeat: int = 1
     time_limit: int = 0  # 0 keeps the env's own limit
     kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the env constructor
+    step_timeout: float = 60.0  # async: seconds a step may take (resets: 300) before restart
 
 
 @dataclass
@@ -298,6 +299,8 @@ def validate(cfg: DictConfig) -> None:
         )
     if cfg.size not in SIZES:
         raise ConfigError(f"unknown size {cfg.size!r}; valid sizes: {', '.join(SIZES.keys())}")
+    if cfg.env.step_timeout < 0:
+        raise ConfigError("env.step_timeout must be >= 0 (0 waits forever)")
     if cfg.replay.context < 0:
         raise ConfigError("replay.context must be >= 0")
     if cfg.preset and cfg.preset not in DOMAINS:

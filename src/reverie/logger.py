@@ -43,14 +43,18 @@ class Logger:
 
             self.tb = SummaryWriter(str(self.logdir / "tensorboard"))
 
-    def write(self, step: int, metrics: dict[str, float]) -> None:
-        clean = {k: (float(v) if _finite(v) else None) for k, v in metrics.items()}
+    def write(self, step: int, metrics: dict[str, float | str]) -> None:
+        # strings (e.g. env/fault messages) go to metrics.jsonl as they are, not to TensorBoard
+        clean = {
+            k: v if isinstance(v, str) else (float(v) if _finite(v) else None)
+            for k, v in metrics.items()
+        }
         self.file.write(
             json.dumps({"step": int(step), "time": round(time.time(), 3), **clean}) + "\n"
         )
         if self.tb is not None:
             for k, v in clean.items():
-                if v is not None:
+                if v is not None and not isinstance(v, str):
                     self.tb.add_scalar(k, v, step)
 
     def video(self, name: str, step: int, frames) -> None:

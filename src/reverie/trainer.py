@@ -115,7 +115,6 @@ class Trainer:
         self.returns: deque[float] = deque(maxlen=20)
         # --- per-episode env metrics (Crafter achievements): see reverie.envs.episode_stats
         self.episode_stats = EpisodeStats()
-        self.episode_infos: dict[int, dict] = {}
         self.metrics = MetricsMean()
         self.logger: Logger | None = None
         self._resume()
@@ -234,7 +233,8 @@ class Trainer:
         self.logger = self.logger or Logger(self.logdir, rc.tensorboard)
         progress = Progress(total, self.step, rc.progress and sys.stderr.isatty())
         n = cfg.env.num_envs
-        obs, _ = self.env.reset(seed=cfg.seed + 1000 * self.episodes)
+        obs, infos = self.env.reset(seed=cfg.seed + 1000 * self.episodes)
+        self._env_faults(infos)
         is_first = np.ones(n, bool)
         reward = np.zeros(n, np.float32)
         is_last = np.zeros(n, bool)
@@ -260,20 +260,19 @@ class Trainer:
                     },
                     range(n),
                 )
-                ep_return += np.where(is_first, 0.0, reward)
-                ep_length += ~is_first
-                for i in np.flatnonzero(is_last):
-                    self._episode_done(
-                        float(ep_return[i]), int(ep_length[i]), self.episode_infos.pop(i, None)
-                    )
-                    ep_return[i], ep_length[i] = 0.0, 0
                 obs, rew, term, trunc, infos = self.env.step(self.to_env_action(action))
+                self._env_faults(infos)  # log env faults; their episodes end as truncations
                 is_first = is_last.copy()
                 reward = rew.astype(np.float32)
                 is_last, is_terminal = term | trunc, term.copy()
-                for i in np.flatnonzero(is_last):  # env metrics of the episode's last step
-                    self.episode_infos[i] = {"achievements": info_at(infos, i, "achievements")}
                 self.step += n
+                # a reset step (is_first) is no transition: its reward and length do not count
+                ep_return += np.where(is_first, 0.0, reward)
+                ep_length += ~is_first
+                for i in np.flatnonzero(is_last):  # log each episode on the step it ends
+                    info = {"achievements": info_at(infos, i, "achievements")}
+                    self._episode_done(float(ep_return[i]), int(ep_length[i]), info)
+                    ep_return[i], ep_length[i] = 0.0, 0
 
                 for _ in range(self.updates_due()):
                     self.train_step()
@@ -326,6 +325,14 @@ class Trainer:
         self.returns.append(ret)
         extra = self.episode_stats.episode(info)  # achievement/<name>, crafter/score
         self.logger.write(self.step, {"episode/return": ret, "episode/length": length, **extra})
+
+    def _env_faults(self, infos: dict) -> None:
+        """Log the faults the async vector env reports (reverie.envs.vector)."""
+        for i in np.flatnonzero(infos.get("_env_fault", ())):
+            fault = str(info_at(infos, i, "env_fault"))
+            restarts = int(info_at(infos, i, "worker_restarts"))
+            self.logger.write(self.step, {"env/worker_restarts": restarts, "env/fault": fault})
+            print(f"reverie: warning: step {self.step}: {fault}", file=sys.stderr)
 
     def _log_train(self, seconds: float, since_step: int, since_updates: int) -> None:
         metrics = self.metrics.result()

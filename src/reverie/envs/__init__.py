@@ -129,7 +129,7 @@ def env_kwargs(env_cfg) -> dict[str, Any]:
 
 
 def make_vector_env(env_cfg, seed: int) -> gym.vector.VectorEnv:
-    """`num_envs` copies in one process (sync) or in worker processes (async).
+    """`num_envs` copies in one process (sync) or in fault-tolerant worker processes (async).
 
     Episodes reset on the step after they end (NEXT_STEP), which gives the agent an
     explicit first step of each episode.
@@ -141,7 +141,10 @@ def make_vector_env(env_cfg, seed: int) -> gym.vector.VectorEnv:
     ]
     mode = gym.vector.AutoresetMode.NEXT_STEP
     if env_cfg.parallel == "async":
-        return gym.vector.AsyncVectorEnv(thunks, autoreset_mode=mode, context="spawn")
+        # worker processes that are restarted when they raise, die or hang
+        from reverie.envs.vector import FaultTolerantVectorEnv
+
+        return FaultTolerantVectorEnv(thunks, step_timeout=float(env_cfg.step_timeout))
     return gym.vector.SyncVectorEnv(thunks, autoreset_mode=mode)
 
 

@@ -4,7 +4,6 @@ published DreamerV3 score as a reference line; Crafter achievement success rates
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -198,10 +197,10 @@ def success_rates(runs: list[Run]) -> dict[str, float]:
 
 
 def crafter_score(rates: dict[str, float]) -> float:
-    """The Crafter score: geometric mean of 1 + success rates (in %), minus 1."""
-    if not rates:
-        return float("nan")
-    return float(math.exp(np.mean([math.log(1 + r) for r in rates.values()])) - 1)
+    """The Crafter score of success rates in % (see reverie.envs.episode_stats)."""
+    from reverie.envs.episode_stats import crafter_score as score
+
+    return score(list(rates.values())) if rates else float("nan")
 
 
 # ------------------------------------------------------------------ figures
@@ -252,7 +251,8 @@ def plot_runs(
             if not len(grid):
                 continue
             seeds = f"{len(members)} seed{'s' if len(members) > 1 else ''}"
-            style = {"marker": "o", "ms": 3} if kind == "eval" else {}
+            few = len(grid) < 30  # a handful of points: show them, not only the line
+            style = {"marker": "o", "ms": 3} if kind == "eval" or few else {}
             ax.plot(grid, mean, color=colour, lw=1.6, label=f"{kind} return ({seeds})", **style)
             if len(members) > 1:
                 ax.fill_between(grid, lo, hi, color=colour, alpha=0.2, lw=0)
