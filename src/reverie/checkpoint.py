@@ -20,6 +20,10 @@ class CheckpointError(RuntimeError):
     pass
 
 
+class CheckpointVersionError(CheckpointError):
+    """A readable checkpoint of another format: no fallback, nothing is overwritten."""
+
+
 def save(logdir: Path, state: dict) -> Path:
     """Write `state` to logdir/checkpoint.pt; the one it replaces becomes checkpoint.prev.pt."""
     logdir = Path(logdir)
@@ -28,7 +32,7 @@ def save(logdir: Path, state: dict) -> Path:
     payload = buf.getvalue()
     path = logdir / CHECKPOINT
     tmp = logdir / f".{CHECKPOINT}.new"
-    atomic_write(tmp, with_footer(payload))
+    atomic_write(tmp, with_footer(payload), pause="checkpoint")
     if path.exists():
         os.replace(path, logdir / PREVIOUS)
     os.replace(tmp, path)
@@ -42,7 +46,7 @@ def _read(path: Path) -> dict:
         raise CheckpointError(str(e)) from None
     state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
     if state.get("format") != FORMAT_VERSION:
-        raise CheckpointError(
+        raise CheckpointVersionError(
             f"{path} has checkpoint format {state.get('format')}, this reverie reads "
             f"{FORMAT_VERSION}: use the reverie version that wrote it, or start a new logdir"
         )
@@ -67,6 +71,8 @@ def load_latest(logdir: Path) -> dict | None:
             continue
         try:
             return _read(path)
+        except CheckpointVersionError:
+            raise  # another reverie's run: falling back would later overwrite it
         except (CheckpointError, Exception) as e:  # noqa: BLE001 - report and fall back
             errors.append(str(e) if isinstance(e, CheckpointError) else f"{path}: {e}")
             print(

@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except _user_errors() as e:
-        print(f"reverie: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split("\n"))  # one line, whatever the message holds
+        print(f"reverie: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 class EnvConfig:
     id: str = "gym:CartPole-v1"
     num_envs: int = 1
-    parallel: str = "sync"  # sync | async (worker processes)
+    parallel: str = "auto"  # auto (async when num_envs > 1) | sync | async (worker processes)
     image_size: int = 64
     pixels: bool = False  # observe rendered frames instead of the env's own observation
     action_repeat: int = 1
@@ -125,6 +125,7 @@ class ReplayConfig:
     recency_exponent: float = 3.0  # recency: age = size * u**exponent
     context: int = 1  # replayed latents: steps before the sequence whose stored state starts it
     save: bool = True  # write chunks to logdir/replay
+    disk_budget_mb: float = 0.0  # chunk files past this are deleted, oldest first; 0 = no limit
 
 
 @dataclass
@@ -163,7 +164,7 @@ class Config:
 
 
 CHOICES = {
-    "env.parallel": ("sync", "async"),
+    "env.parallel": ("auto", "sync", "async"),
     "model.norm": ("rms", "layer"),
     "ablation.retnorm": ("percentile", "none", "advstd"),
     "optim.name": ("laprop", "adam"),
@@ -255,9 +256,8 @@ def merge(cfg: DictConfig, *others: DictConfig | dict) -> DictConfig:
             ) from None
         except OmegaConfBaseException as e:
             key = getattr(e, "full_key", "?")
-            raise ConfigError(
-                f"bad value for {key!r}: {e.msg if hasattr(e, 'msg') else e}".splitlines()[0]
-            ) from None
+            msg = f"bad value for {key!r}: {e.msg if hasattr(e, 'msg') else e}".splitlines()[0]
+            raise ConfigError(f"{msg}; `reverie config` shows each key's current value") from None
     return cfg
 
 
@@ -301,6 +301,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"unknown size {cfg.size!r}; valid sizes: {', '.join(SIZES.keys())}")
     if cfg.env.step_timeout < 0:
         raise ConfigError("env.step_timeout must be >= 0 (0 waits forever)")
+    if cfg.replay.disk_budget_mb < 0:
+        raise ConfigError("replay.disk_budget_mb must be >= 0 (0 = no limit)")
     if cfg.replay.context < 0:
         raise ConfigError("replay.context must be >= 0")
     if cfg.preset and cfg.preset not in DOMAINS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import zlib
 from pathlib import Path
 
@@ -34,12 +35,27 @@ def strip_footer(raw: bytes, path: Path | str) -> bytes:
     return payload
 
 
-def atomic_write(path: Path | str, payload: bytes) -> None:
-    """Write to a temporary name, fsync, rename: readers see the old file or the new one."""
+def pause_for_test(point: str) -> None:
+    """Test hook (tests/test_kill.py): at REVERIE_TEST_PAUSE=point, if REVERIE_TEST_PAUSE_FILE is
+    absent (the test armed it), write that file and sleep 0.5 s to be killed there."""
+    marker = os.environ.get("REVERIE_TEST_PAUSE_FILE", "")
+    if os.environ.get("REVERIE_TEST_PAUSE") == point and marker and not os.path.exists(marker):
+        Path(marker).write_text(point)
+        time.sleep(0.5)
+
+
+def atomic_write(path: Path | str, payload: bytes, pause: str = "") -> None:
+    """Write to a temporary name, fsync, rename: readers see the old file or the new one.
+
+    Stale temporary files of killed writers (`.NAME.tmpPID`) are ignored by every reader.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    view = memoryview(payload)
     with open(tmp, "wb") as f:
-        f.write(payload)
+        f.write(view[: len(view) // 2])
+        pause_for_test(pause)  # a kill here leaves a torn temporary file
+        f.write(view[len(view) // 2 :])
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -55,3 +71,21 @@ def fsync_dir(directory: Path) -> None:
             os.close(fd)
     except OSError:
         pass
+
+
+def remove_stale_temps(directory: Path) -> None:
+    """Delete the temporary files (`.NAME.tmpPID`) of writers that are no longer running."""
+    for path in Path(directory).glob(".*.tmp*"):
+        pid = path.name.rsplit(".tmp", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

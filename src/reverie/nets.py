@@ -120,8 +120,9 @@ class ChannelNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        rms = torch.rsqrt(x.pow(2).mean(1, keepdim=True) + NORM_EPS)
-        return x * rms * self.weight[:, None, None]
+        # channels-last activations viewed as (N, H, W, C) normalise in one fused kernel
+        y = nn.functional.rms_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, NORM_EPS)
+        return y.permute(0, 3, 1, 2)
 
 
 class ConvDecoder(nn.Module):

@@ -5,7 +5,8 @@ Each env index owns one stream: a run of consecutive steps split into chunks of
 so it may cross chunk (and episode) boundaries; the model resets at `is_first`.
 Memory is bounded by `capacity` steps: the oldest chunk overall is dropped first.
 Chunks are written to `directory` when full and on `flush()` (atomically), and
-`load()` brings them back after a restart.
+`load()` brings them back after a restart. `disk_budget_mb` bounds the chunk files on
+disk: past it the oldest files (by chunk index) are deleted.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reverie.files import atomic_write, strip_footer, with_footer
+from reverie.files import atomic_write, remove_stale_temps, strip_footer, with_footer
 
 CHUNK_RE = re.compile(r"^(\d{3})-(\d{8})\.npz$")
 
@@ -52,8 +53,11 @@ class Replay:
         selector: str = "uniform",
         recency_exponent: float = 3.0,
         seed: int = 0,
+        disk_budget_mb: float = 0.0,
     ):
         self.capacity, self.chunk = int(capacity), int(chunk)
+        self.disk_budget = int(disk_budget_mb * 2**20)  # bytes; 0 = unlimited
+        self._disk: dict[tuple[int, int], tuple[Path, int]] | None = None  # (index, stream)
         self.directory = Path(directory) if directory else None
         self.selector, self.recency_exponent = selector, recency_exponent
         self.rng = np.random.default_rng(seed)
@@ -162,8 +166,35 @@ class Replay:
         arrays = {k: v[: chunk.length] for k, v in chunk.data.items()}
         np.savez(buf, **arrays)
         payload = buf.getvalue()
-        atomic_write(path, with_footer(payload))
+        atomic_write(path, with_footer(payload), pause="chunk")
         chunk.saved_length = chunk.length
+        if self.disk_budget:
+            self._enforce_budget((chunk.index, chunk.stream), path)
+
+    def chunk_files(self) -> list[tuple[int, int, Path]]:
+        """(index, stream, path) of the chunk files on disk, oldest first."""
+        if self.directory is None or not self.directory.exists():
+            return []
+        files = []
+        for path in self.directory.iterdir():
+            m = CHUNK_RE.match(path.name)
+            if m:
+                files.append((int(m.group(2)), int(m.group(1)), path))
+        return sorted(files)
+
+    def _enforce_budget(self, key: tuple[int, int], path: Path) -> None:
+        """Delete the oldest chunk files (never the one just written) past the disk budget."""
+        if self._disk is None:
+            self._disk = {(i, s): (p, p.stat().st_size) for i, s, p in self.chunk_files()}
+        self._disk[key] = (path, path.stat().st_size)
+        total = sum(size for _, size in self._disk.values())
+        while total > self.disk_budget and len(self._disk) > 1:
+            oldest = min(self._disk)
+            if oldest == key:
+                break
+            old_path, size = self._disk.pop(oldest)
+            old_path.unlink(missing_ok=True)
+            total -= size
 
     def flush(self) -> None:
         """Write every chunk with unsaved steps (the open ones, at checkpoint time)."""
@@ -178,12 +209,8 @@ class Replay:
         """
         if self.directory is None or not self.directory.exists():
             return 0
-        files = []
-        for path in self.directory.iterdir():
-            m = CHUNK_RE.match(path.name)
-            if m:
-                files.append((int(m.group(2)), int(m.group(1)), path))
-        files.sort(reverse=True)
+        remove_stale_temps(self.directory)
+        files = self.chunk_files()[::-1]
         loaded: list[Chunk] = []
         total = 0
         for index, stream, path in files:

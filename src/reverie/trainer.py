@@ -21,6 +21,7 @@ from reverie.agent import Agent
 from reverie.config import ConfigError, all_keys, from_yaml, make_config, to_yaml
 from reverie.envs import describe_spaces, make_env, make_vector_env
 from reverie.envs.episode_stats import EpisodeStats, info_at
+from reverie.files import pause_for_test, remove_stale_temps
 from reverie.logger import Logger, MetricsMean, Progress
 from reverie.perf import tune_malloc
 from reverie.replay import Replay
@@ -47,12 +48,16 @@ def pick_device(name: str) -> torch.device:
 
 
 def learner_threads(cfg: DictConfig) -> int:
-    """Intra-op threads for the learner: the cores left after env worker processes."""
+    """Intra-op threads for the learner: every core this process may use.
+
+    Env workers share those cores; with OMP_WAIT_POLICY=PASSIVE (set by `import reverie`)
+    idle threads sleep instead of spinning, which measured as fast as 1 thread while
+    another process kept a core busy, and faster when the cores are free.
+    """
     if cfg.run.threads > 0:
         return int(cfg.run.threads)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = cfg.env.num_envs if cfg.env.parallel == "async" else 0
-    return max(1, (cores or 1) - workers)
+    return max(1, cores or 1)
 
 
 def resolve_config(run_dir: Path, overrides: list[str], **flags) -> DictConfig:
@@ -65,7 +70,15 @@ def resolve_config(run_dir: Path, overrides: list[str], **flags) -> DictConfig:
     stored_path = Path(logdir) / "config.yaml"
     if not stored_path.exists():
         return make_config(overrides, **flags)
-    stored = from_yaml(stored_path.read_text())
+    try:
+        stored = from_yaml(stored_path.read_text())
+        make_config([], base=stored)  # the stored config alone must be valid
+    except Exception as e:  # noqa: BLE001 - unreadable YAML, bad bytes, bad keys or values
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(
+            f"{stored_path} is corrupt ({problem}): restore it (run `reverie config` with the "
+            "run's flags to regenerate it), or pick a new --logdir"
+        ) from None
     size = flags.pop("size", None)
     if size is not None and size != stored.size:
         raise ConfigError(
@@ -93,8 +106,8 @@ class Trainer:
         seed_everything(cfg.seed)
         self.device = pick_device(cfg.run.device)
         self.env = make_vector_env(cfg.env, cfg.seed)  # bad env ids fail before any file
+        self.obs_spec, self.act_spec = describe_spaces(self.env)  # and unsupported spaces
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self.obs_spec, self.act_spec = describe_spaces(self.env)
         self.agent = Agent(self.obs_spec, self.act_spec, cfg, self.device)
         rc = cfg.replay
         self.replay = Replay(
@@ -104,6 +117,7 @@ class Trainer:
             rc.selector,
             rc.recency_exponent,
             seed=cfg.seed,
+            disk_budget_mb=rc.disk_budget_mb,
         )
         self.step = 0
         self.updates = 0
@@ -123,6 +137,7 @@ class Trainer:
     # -------------------------------------------------------------- resuming
     def _resume(self) -> None:
         state = checkpoint.load_latest(self.logdir)
+        remove_stale_temps(self.logdir)  # of a killed run's checkpoint write
         steps = self.replay.load()
         if self.replay.skipped_files:
             print(
@@ -191,6 +206,7 @@ class Trainer:
         data, keys = self.replay.sample(rc.batch_size, rc.batch_length + k)
         batch = {key: torch.as_tensor(v, device=self.device) for key, v in data.items()}
         metrics, latents = self.agent.update(batch)
+        pause_for_test("update")  # tests/test_kill.py: a kill between update and bookkeeping
         self.updates += 1
         if not self.agent.last_update_finite:
             self._nonfinite_update(metrics)

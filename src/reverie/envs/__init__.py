@@ -128,6 +128,12 @@ def env_kwargs(env_cfg) -> dict[str, Any]:
     )
 
 
+def uses_workers(env_cfg) -> bool:
+    """Worker processes for `parallel=async`, and for `auto` when there is more than one env,
+    so that a slow simulator steps beside the learner instead of stalling it."""
+    return env_cfg.parallel == "async" or (env_cfg.parallel == "auto" and env_cfg.num_envs > 1)
+
+
 def make_vector_env(env_cfg, seed: int) -> gym.vector.VectorEnv:
     """`num_envs` copies in one process (sync) or in fault-tolerant worker processes (async).
 
@@ -140,7 +146,7 @@ def make_vector_env(env_cfg, seed: int) -> gym.vector.VectorEnv:
         for i in range(int(env_cfg.num_envs))
     ]
     mode = gym.vector.AutoresetMode.NEXT_STEP
-    if env_cfg.parallel == "async":
+    if uses_workers(env_cfg):
         # worker processes that are restarted when they raise, die or hang
         from reverie.envs.vector import FaultTolerantVectorEnv
 
