@@ -69,3 +69,21 @@ def train_tiny(logdir, steps: int, overrides: list[str], **flags):
     finally:
         trainer.close()
     return trainer, summary
+
+
+def cli_train_command(logdir, steps: int, *overrides: str) -> list[str]:
+    """`reverie train` as a subprocess command line with the tiny config."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "reverie.cli",
+        "train",
+        "--logdir",
+        str(logdir),
+        "--steps",
+        str(steps),
+        *TINY,
+        *overrides,
+    ]

@@ -3,31 +3,18 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import torch
 
 from reverie import checkpoint
 
-from .conftest import TINY
+from .conftest import cli_train_command
 
 
 def test_sigterm_saves_checkpoint_and_rerun_resumes(tmp_path):
     logdir = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "reverie.cli",
-        "train",
-        "--logdir",
-        str(logdir),
-        "--steps",
-        "100000",
-        *TINY,
-        "run.train_ratio=64",
-        "run.checkpoint_every=100000",
-    ]
+    cmd = cli_train_command(logdir, 100000, "run.train_ratio=64", "run.checkpoint_every=100000")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = logdir / "metrics.jsonl"
     deadline = time.time() + 60

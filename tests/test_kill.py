@@ -18,7 +18,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from reverie import checkpoint
 from reverie.cli import main
 from reverie.replay import Replay, read_chunk
 
-from .conftest import TINY
+from .conftest import cli_train_command
 
 CHUNK, RATIO = 32, 64
 PER_UPDATE = 4 * 8  # run.batch_size x run.batch_length of TINY
@@ -35,21 +34,14 @@ SEED = int(os.environ.get("REVERIE_KILL_SEED", "0"))
 
 
 def command(logdir: Path, steps: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "reverie.cli",
-        "train",
-        "--logdir",
-        str(logdir),
-        "--steps",
-        str(steps),
-        *TINY,
+    return cli_train_command(
+        logdir,
+        steps,
         f"run.train_ratio={RATIO}",
         f"replay.chunk={CHUNK}",
         "run.checkpoint_every=1.0",
         "run.log_every=0.3",
-    ]
+    )
 
 
 def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen) -> None:
