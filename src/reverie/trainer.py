@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from reverie import checkpoint
 from reverie.agent import Agent
 from reverie.config import ConfigError, all_keys, from_yaml, make_config, to_yaml
-from reverie.envs import describe_spaces, make_env, make_vector_env
+from reverie.envs import describe_spaces, make_env, make_vector_env, uses_workers
 from reverie.envs.episode_stats import EpisodeStats, info_at
 from reverie.files import pause_for_test, remove_stale_temps
 from reverie.logger import Logger, MetricsMean, Progress
@@ -48,16 +48,17 @@ def pick_device(name: str) -> torch.device:
 
 
 def learner_threads(cfg: DictConfig) -> int:
-    """Intra-op threads for the learner: every core this process may use.
+    """Intra-op threads for the learner: the cores left after env worker processes.
 
-    Env workers share those cores; with OMP_WAIT_POLICY=PASSIVE (set by `import reverie`)
-    idle threads sleep instead of spinning, which measured as fast as 1 thread while
-    another process kept a core busy, and faster when the cores are free.
+    OpenMP threads spin while they wait; sharing a core with a busy worker made a 1m
+    update 2-3x slower with 2 threads than with 1 (and OMP_WAIT_POLICY=PASSIVE, which
+    avoids that, made the idle case 1.6x slower: 950 vs 590 ms), so workers get cores.
     """
     if cfg.run.threads > 0:
         return int(cfg.run.threads)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cores or 1)
+    workers = cfg.env.num_envs if uses_workers(cfg.env) else 0
+    return max(1, (cores or 1) - workers)
 
 
 def resolve_config(run_dir: Path, overrides: list[str], **flags) -> DictConfig:
