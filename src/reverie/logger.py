@@ -57,10 +57,6 @@ class Logger:
                 if v is not None and not isinstance(v, str):
                     self.tb.add_scalar(k, v, step)
 
-    def video(self, name: str, step: int, frames) -> None:
-        if self.tb is not None:
-            self.tb.add_video(name, frames, step, fps=10)
-
     def flush(self) -> None:
         self.file.flush()
         if self.tb is not None:
