@@ -84,11 +84,11 @@ class Agent(nn.Module):
             state = self.wm.rssm.initial(b, self.device)
             return state, torch.zeros(b, self.act_spec.dim, device=self.device)
         stoch = F.one_hot(data["stoch"][:, k - 1].long(), self.cfg.model.classes).float()
-        state = {"deter": data["deter"][:, k - 1].float(), "stoch": stoch}
+        deter, action = data["deter"][:, k - 1].float(), data["action"][:, k - 1].float()
         # a context step that ends an episode must not carry into the next one
         keep = (~data["is_last"][:, k - 1]).float()[:, None]
-        state = {"deter": state["deter"] * keep, "stoch": state["stoch"] * keep[..., None]}
-        return state, data["action"][:, k - 1].float() * keep
+        deter, stoch, action = self.wm.rssm.reset_where(keep, deter, stoch, action)
+        return {"deter": deter, "stoch": stoch}, action
 
     def update(self, data: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """One gradient step on a batch of (B, context + T) sequences.

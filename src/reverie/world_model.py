@@ -106,6 +106,13 @@ class RSSM(nn.Module):
     def dist(self, logits: Tensor) -> D.OneHot:
         return D.OneHot(logits, self.unimix)
 
+    @staticmethod
+    def reset_where(
+        keep: Tensor, deter: Tensor, stoch: Tensor, action: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Zero the carried state and previous action where `keep` (N, 1) is 0."""
+        return deter * keep, stoch * keep.unsqueeze(-1), action * keep
+
     def obs_step(
         self,
         state: dict[str, Tensor],
@@ -116,9 +123,8 @@ class RSSM(nn.Module):
     ) -> tuple[dict[str, Tensor], Tensor]:
         """One posterior step, resetting state and action where `is_first` (N,)."""
         keep = (~is_first).to(embed.dtype).unsqueeze(-1)
-        deter = state["deter"] * keep
-        stoch = state["stoch"] * keep.unsqueeze(-1)
-        deter = self.core(deter, stoch, prev_action * keep)
+        deter, stoch, action = self.reset_where(keep, state["deter"], state["stoch"], prev_action)
+        deter = self.core(deter, stoch, action)
         logits = self.post_logits(deter, self.post_embed(embed))
         dist = self.dist(logits)
         stoch = dist.sample() if sample else dist.mode()
@@ -140,8 +146,7 @@ class RSSM(nn.Module):
         for t in range(embed.shape[1]):
             action = prev_actions[:, t]
             if resets[t]:
-                k = keep[:, t, None]
-                deter, stoch, action = deter * k, stoch * k.unsqueeze(-1), action * k
+                deter, stoch, action = self.reset_where(keep[:, t, None], deter, stoch, action)
             deter = self.core(deter, stoch, action)
             logit = self.post_logits(deter, embed_proj[:, t])
             stoch = self.dist(logit).sample()
