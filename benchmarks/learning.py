@@ -6,7 +6,7 @@ the mean return of the last episodes first reaches a target.
         -- --train-ratio 512
 
 Arguments after `--` go to `reverie train`. Reads each run's metrics.jsonl: the time is the
-wall time from the run's first metrics line, the return the mean over the last `--window`
+wall time from the launch of the command, the return the mean over the last `--window`
 training episodes.
 """
 
@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 
-def first_reach(metrics: Path, target: float, window: int) -> dict:
+def first_reach(metrics: Path, target: float, window: int, start: float) -> dict:
+    """When the mean of `window` episode returns first reached `target`, in seconds
+    since `start` (the launch of the command, so start-up and compilation count)."""
     lines = [json.loads(x) for x in metrics.read_text().splitlines()]
-    start = lines[0]["time"] if lines else 0.0
     episodes = [x for x in lines if "episode/return" in x]
     best, reached = float("-inf"), None
     for i in range(window - 1, len(episodes)):
@@ -80,7 +81,7 @@ def main() -> None:
             subprocess.run(cmd, timeout=args.minutes * 60, stdout=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             pass
-        result = first_reach(logdir / "metrics.jsonl", args.target, args.window)
+        result = first_reach(logdir / "metrics.jsonl", args.target, args.window, t0)
         result.update(seed=seed, wall=time.time() - t0)
         results.append(result)
         print(json.dumps(result), flush=True)

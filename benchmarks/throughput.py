@@ -48,14 +48,19 @@ def measure(
     torch.manual_seed(0)
     agent = Agent(spec, act, cfg, "cpu")
     batch = random_batch(cfg, spec, act, np.random.default_rng(0))
-    agent.update(batch)  # warm-up
+    t = time.perf_counter()
+    agent.update(batch)  # warm-up (and compilation)
+    first_update_s = time.perf_counter() - t
 
     from torch.utils.flop_counter import FlopCounterMode
 
+    # FLOPs of the same update on the eager path (the counter does not see compiled code)
+    counted = Agent(spec, act, make_config([*overrides, "run.compile=off"], size=size), "cpu")
     counter = FlopCounterMode(display=False)
     with counter:
-        agent.update(batch)
+        counted.update(batch)
     flops = counter.get_total_flops()
+    del counted
 
     times = []
     for _ in range(updates):
@@ -111,6 +116,9 @@ def measure(
         "kind": kind,
         "threads": threads,
         "params_m": agent.param_count()["total"] / 1e6,
+        "compiled": agent.compiled,
+        "precision": str(agent.precision or torch.float32).replace("torch.", ""),
+        "first_update_s": first_update_s,
         "update_ms": update_s * 1e3,
         "updates_per_s": 1 / update_s,
         "gflop_per_update": flops / 1e9,
@@ -185,6 +193,9 @@ def print_row(r: dict, header: bool) -> None:
         ("size", "{:>5}"),
         ("kind", "{:>7}"),
         ("params_m", "{:>8.2f}"),
+        ("compiled", "{!s:>8}"),
+        ("precision", "{:>9}"),
+        ("first_update_s", "{:>14.1f}"),
         ("updates_per_s", "{:>13.2f}"),
         ("update_ms", "{:>9.0f}"),
         ("gflop_per_update", "{:>16.1f}"),

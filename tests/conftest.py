@@ -24,6 +24,8 @@ TINY = [
     "run.eval_every=0",
     "run.device=cpu",
     "run.threads=1",
+    "run.compile=off",
+    "run.precision=fp32",
     "env.num_envs=1",
 ]
 

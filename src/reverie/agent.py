@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reverie.accel import compile_update, resolve_compile, resolve_precision
 from reverie.behavior import Behavior
 from reverie.optim import make_optimizer
 from reverie.world_model import ObsSpec, WorldModel
@@ -40,6 +41,10 @@ class Agent(nn.Module):
         )
         self.register_buffer("updates", torch.zeros((), dtype=torch.long, device=self.device))
         self.last_update_finite = True
+        self.precision = resolve_precision(cfg.run.precision, self.device)  # autocast dtype
+        self.compiled = resolve_compile(cfg.run.compile, self.device)
+        if self.compiled:
+            compile_update(self)
 
     # ----------------------------------------------------------------- acting
     def initial_state(self, n: int) -> dict[str, Tensor]:
@@ -90,12 +95,8 @@ class Agent(nn.Module):
         deter, stoch, action = self.wm.rssm.reset_where(keep, deter, stoch, action)
         return {"deter": deter, "stoch": stoch}, action
 
-    def update(self, data: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """One gradient step on a batch of (B, context + T) sequences.
-
-        Returns metrics (device scalars, no host sync) and the posterior latents of the
-        T trained steps for replay write-back: deter (B, T, D), stoch indices (B, T, S).
-        """
+    def _losses(self, data: dict[str, Tensor]) -> tuple:
+        """The update's forward pass: total loss, its terms, posterior states, metrics."""
         cfg = self.cfg
         k = cfg.replay.context
         start, prev0 = self._start_state(data, k)
@@ -112,6 +113,19 @@ class Agent(nn.Module):
         repval = self.behavior.replay_value_loss(feat, seq, ret0.reshape(b, t))
         lc = cfg.loss
         total = wm_loss + lc.actor * ac["actor"] + lc.critic * ac["critic"] + lc.repval * repval
+        return total, losses, ac, repval, post, metrics
+
+    def update(self, data: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """One gradient step on a batch of (B, context + T) sequences.
+
+        Returns metrics (device scalars, no host sync) and the posterior latents of the
+        T trained steps for replay write-back: deter (B, T, D), stoch indices (B, T, S).
+        """
+        cfg = self.cfg
+        with torch.autocast(
+            self.device.type, self.precision or torch.bfloat16, enabled=self.precision is not None
+        ):
+            total, losses, ac, repval, post, metrics = self._losses(data)
 
         self.opt.zero_grad(set_to_none=True)
         total.backward()

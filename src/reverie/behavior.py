@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from reverie import distributions as D
@@ -85,6 +86,9 @@ class Behavior(nn.Module):
     def __init__(self, feat_dim: int, act_dim: int, discrete: bool, cfg):
         super().__init__()
         self.cfg = cfg
+        # plain dataclasses: compiled code reads them as constants (OmegaConf nodes it would trace)
+        self.bc, self.ab = OmegaConf.to_object(cfg.behavior), OmegaConf.to_object(cfg.ablation)
+        self.slowreg = float(cfg.loss.slowreg)
         bc = cfg.behavior
         self.actor = Actor(feat_dim, act_dim, discrete, cfg)
         self.critic = ValueHead(feat_dim, cfg.model, cfg.model.critic_layers, cfg)
@@ -96,26 +100,32 @@ class Behavior(nn.Module):
         )
         self.gamma = 1.0 - 1.0 / bc.discount_horizon
 
+    def imagine_step(self, rssm, deter: Tensor, stoch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One imagined step from (N, D), (N, S, K): the actor's sample, then the prior."""
+        action = self.actor(torch.cat([deter, stoch.flatten(-2)], -1)).sample()
+        state = rssm.img_step({"deter": deter, "stoch": stoch}, action)
+        return state["deter"], state["stoch"], action
+
+    @torch.no_grad()
     def imagine(
         self, wm: WorldModel, start: dict[str, Tensor], horizon: int
-    ) -> tuple[Tensor, Tensor, list]:
-        """Roll the prior forward with actor samples from (N,) start states.
+    ) -> tuple[Tensor, Tensor]:
+        """Roll the prior forward with actor samples from (N,) start states, without gradients.
 
-        Dynamics run without gradients (features are stop-gradient for the actor);
-        the actor's distributions keep theirs for the REINFORCE loss.
-        Returns features (H+1, N, F), actions (H, N, A), policy distributions (H).
+        The features are stop-gradient for the actor and critic, so the policy is
+        re-evaluated on all imagined states in one batch afterwards (see `loss`).
+        Returns features (H+1, N, F) and actions (H, N, A).
         """
-        state = {k: v.detach() for k, v in start.items()}
-        feats, actions, dists = [wm.rssm.feat(state)], [], []
+        deter, stoch = start["deter"], start["stoch"]
+        deters, stochs, actions = [deter], [stoch], []
         for _ in range(horizon):
-            dist = self.actor(feats[-1])
-            action = dist.sample().detach()
-            with torch.no_grad():
-                state = wm.rssm.img_step(state, action)
-            feats.append(wm.rssm.feat(state))
+            deter, stoch, action = self.imagine_step(wm.rssm, deter, stoch)
+            deters.append(deter)
+            stochs.append(stoch)
             actions.append(action)
-            dists.append(dist)
-        return torch.stack(feats, 0), torch.stack(actions, 0), dists
+        stochs = torch.stack(stochs, 0)
+        feats = torch.cat([torch.stack(deters, 0), stochs.flatten(-2)], -1)
+        return feats, torch.stack(actions, 0)
 
     def loss(
         self, wm: WorldModel, start: dict[str, Tensor], start_cont: Tensor
@@ -125,8 +135,14 @@ class Behavior(nn.Module):
         start: states with (N, ...) tensors; start_cont (N,): 1 - is_terminal of the start.
         Returns losses, the imagined return of each start (N,), metrics.
         """
-        bc, ab = self.cfg.behavior, self.cfg.ablation
-        feats, actions, dists = self.imagine(wm, start, bc.horizon)
+        feats, actions = self.imagine(wm, start, self.cfg.behavior.horizon)
+        return self.imagination_loss(wm, feats, actions, start_cont)
+
+    def imagination_loss(
+        self, wm: WorldModel, feats: Tensor, actions: Tensor, start_cont: Tensor
+    ) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
+        """`loss` after imagination: feats (H+1, N, F), actions (H, N, A), start_cont (N,)."""
+        bc, ab = self.bc, self.ab
         with torch.no_grad():
             # the start state's reward is never used; its continue comes from the data
             reward = wm.reward(feats[1:]).pred()  # (H, N)
@@ -147,8 +163,9 @@ class Behavior(nn.Module):
             adv = adv / self.retnorm.scale()
         elif ab.retnorm == "advstd":
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        logp = torch.stack([d.log_prob(a) for d, a in zip(dists, actions)], 0)  # (H, N)
-        ent = torch.stack([d.entropy() for d in dists], 0)
+        policy = self.actor(feats[:-1])
+        logp = policy.log_prob(actions)  # (H, N)
+        ent = policy.entropy()
         actor = -(weight * (adv.detach() * logp + bc.actor_entropy * ent)).mean()
 
         critic_now = self.critic_slice(critic_dist, slice(0, -1))
@@ -173,7 +190,7 @@ class Behavior(nn.Module):
 
     def replay_value_loss(self, feat: Tensor, data: dict[str, Tensor], boot: Tensor) -> Tensor:
         """Critic on replayed states toward real-reward lambda returns (2024 code)."""
-        bc = self.cfg.behavior
+        bc = self.bc
         feat = feat.detach()
         cont = 1.0 - data["is_terminal"].float()
         ret = replay_lambda_return(
@@ -186,7 +203,7 @@ class Behavior(nn.Module):
 
     def _critic_logp(self, dist, ret: Tensor, slow: Tensor) -> Tensor:
         """log p(ret) + slowreg * log p(slow critic's prediction)."""
-        reg = self.cfg.loss.slowreg
+        reg = self.slowreg
         if isinstance(dist, D.TwoHot) and reg == 1.0:
             return dist.log_prob(ret, slow)
         return dist.log_prob(ret) + reg * dist.log_prob(slow)

@@ -142,6 +142,8 @@ class RunConfig:
     checkpoint_every: float = 300.0  # seconds
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads; 0 = cores not used by env workers
+    compile: str = "auto"  # torch.compile the update: auto (when a C++ compiler exists) | on | off
+    precision: str = "auto"  # matmul precision: auto (bf16 where the hardware has it) | fp32 | bf16
     nonfinite_patience: int = 10  # non-finite updates in a row (each skipped) before stopping
     progress: bool = True
     tensorboard: bool = True
@@ -170,6 +172,8 @@ CHOICES = {
     "optim.name": ("laprop", "adam"),
     "replay.selector": ("uniform", "recency"),
     "run.device": ("auto", "cpu", "cuda"),
+    "run.compile": ("auto", "on", "off"),
+    "run.precision": ("auto", "fp32", "bf16"),
 }
 POSITIVE = (
     "env.num_envs",
@@ -340,7 +344,14 @@ def _dot(value: Any) -> str:
     return str(value) if not isinstance(value, str) else (value if value else "''")
 
 
+# auto/on/off keys: YAML and OmegaConf read a bare on/off/true/false as a bool
+SWITCHES = ("run.compile",)
+
+
 def _finish(cfg: DictConfig) -> DictConfig:
+    for key in SWITCHES:
+        value = str(OmegaConf.select(cfg, key)).lower()
+        OmegaConf.update(cfg, key, {"true": "on", "false": "off"}.get(value, value))
     validate(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg

@@ -27,9 +27,17 @@ def trunc_normal_fan_(weight: Tensor, fan_in: int, fan_out: int, scale: float = 
     nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
 
 
+class RMSNorm(nn.RMSNorm):
+    """RMSNorm in the input's dtype: under bf16 autocast the fused kernel needs the
+    weight in bf16 too (the parameter itself stays fp32)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
+
+
 def make_norm(dim: int, kind: str) -> nn.Module:
     if kind == "rms":
-        return nn.RMSNorm(dim, eps=NORM_EPS)
+        return RMSNorm(dim, eps=NORM_EPS)
     if kind == "layer":
         return nn.LayerNorm(dim, eps=NORM_EPS)
     raise ValueError(f"unknown norm {kind!r}; use 'rms' or 'layer'")

@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from reverie import checkpoint
+from reverie.accel import describe
 from reverie.agent import Agent
 from reverie.config import ConfigError, all_keys, from_yaml, make_config, to_yaml
 from reverie.envs import describe_spaces, make_env, make_vector_env, uses_workers
@@ -110,6 +111,7 @@ class Trainer:
         self.obs_spec, self.act_spec = describe_spaces(self.env)  # and unsupported spaces
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.agent = Agent(self.obs_spec, self.act_spec, cfg, self.device)
+        print(f"reverie: {describe(self.agent.compiled, self.agent.precision)}", file=sys.stderr)
         rc = cfg.replay
         self.replay = Replay(
             rc.capacity,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from reverie import distributions as D
@@ -104,7 +105,7 @@ class RSSM(nn.Module):
         return self.post_out(x).reshape(*deter.shape[:-1], self.stoch, self.classes)
 
     def dist(self, logits: Tensor) -> D.OneHot:
-        return D.OneHot(logits, self.unimix)
+        return D.OneHot(logits.float(), self.unimix)
 
     @staticmethod
     def reset_where(
@@ -130,33 +131,34 @@ class RSSM(nn.Module):
         stoch = dist.sample() if sample else dist.mode()
         return latent_state(deter, stoch), logits
 
+    def observe_step(
+        self, deter: Tensor, stoch: Tensor, action: Tensor, keep: Tensor, embed_proj: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One posterior step of `observe` (N, ...), resetting where keep (N, 1) is 0."""
+        deter, stoch, action = self.reset_where(keep, deter, stoch, action)
+        deter = self.core(deter, stoch, action)
+        logit = self.post_logits(deter, embed_proj)
+        return deter, self.dist(logit).sample(), logit
+
     def observe(
         self, state: dict[str, Tensor], prev_actions: Tensor, embed: Tensor, is_first: Tensor
-    ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    ) -> tuple[dict[str, Tensor], Tensor]:
         """Posterior over a sequence: prev_actions (B, T, A) holds a_{t-1} at index t.
 
-        Returns states with (B, T, ...) tensors, posterior and prior logits (B, T, S, K).
+        Returns states with (B, T, ...) tensors and posterior logits (B, T, S, K).
         """
         embed_proj = self.post_embed(embed)  # (B, T, H)
-        keep = (~is_first).to(embed.dtype)
-        # steps where no sequence starts an episode need no reset (one host read per batch)
-        resets = is_first.any(0).tolist()
+        keep = (~is_first).to(embed.dtype).unsqueeze(-1)  # (B, T, 1)
         deter, stoch = state["deter"], state["stoch"]
         deters, stochs, logits = [], [], []
         for t in range(embed.shape[1]):
-            action = prev_actions[:, t]
-            if resets[t]:
-                deter, stoch, action = self.reset_where(keep[:, t, None], deter, stoch, action)
-            deter = self.core(deter, stoch, action)
-            logit = self.post_logits(deter, embed_proj[:, t])
-            stoch = self.dist(logit).sample()
+            deter, stoch, logit = self.observe_step(
+                deter, stoch, prev_actions[:, t], keep[:, t], embed_proj[:, t]
+            )
             deters.append(deter)
             stochs.append(stoch)
             logits.append(logit)
-        deters = torch.stack(deters, 1)
-        post = torch.stack(logits, 1)
-        prior = self.prior_logits(deters)
-        return latent_state(deters, torch.stack(stochs, 1)), post, prior
+        return latent_state(torch.stack(deters, 1), torch.stack(stochs, 1)), torch.stack(logits, 1)
 
     def img_step(self, state: dict[str, Tensor], action: Tensor) -> dict[str, Tensor]:
         deter = self.core(state["deter"], state["stoch"], action)
@@ -207,14 +209,14 @@ class Decoder(nn.Module):
         """Distributions per observation key; their log_prob takes the raw observation."""
         out = {}
         if self.spec.vectors:
-            pred = self.vec_out(self.mlp(feat))
+            pred = self.vec_out(self.mlp(feat)).float()
             start = 0
             for k, size in self.spec.vectors.items():
                 out[k] = D.MSE(pred[..., start : start + size], 1, self.fwd, self.bwd)
                 start += size
         if self.spec.images:
             lead = feat.shape[:-1]
-            img = self.cnn(feat.reshape(-1, feat.shape[-1]))
+            img = self.cnn(feat.reshape(-1, feat.shape[-1])).float()
             img = img.reshape(*lead, *img.shape[1:])
             start = 0
             for k, (_, _, c) in self.spec.images.items():
@@ -236,6 +238,8 @@ class WorldModel(nn.Module):
         super().__init__()
         mc, ab = cfg.model, cfg.ablation
         self.cfg = cfg
+        # plain dataclasses: compiled code reads them as constants (OmegaConf nodes it would trace)
+        self.lc, self.ab = OmegaConf.to_object(cfg.loss), OmegaConf.to_object(cfg.ablation)
         self.encoder = Encoder(spec, mc, ab.symlog)
         self.rssm = RSSM(mc, self.encoder.out_dim, act_dim)
         feat = self.rssm.feat_dim
@@ -245,16 +249,21 @@ class WorldModel(nn.Module):
         self.cont_out = output_linear(mc.units, 1)
 
     def cont(self, feat: Tensor) -> D.Bernoulli:
-        return D.Bernoulli(self.cont_out(self.cont_net(feat)).squeeze(-1))
+        return D.Bernoulli(self.cont_out(self.cont_net(feat)).squeeze(-1).float())
 
     def loss(
         self, data: dict[str, Tensor], state: dict[str, Tensor], prev_actions: Tensor
     ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
         """World-model losses per term, each (B, T); posterior states; features (B, T, F)."""
-        lc, ab = self.cfg.loss, self.cfg.ablation
         embed = self.encoder(data)
-        post_state, post, prior = self.rssm.observe(state, prev_actions, embed, data["is_first"])
+        post_state, post = self.rssm.observe(state, prev_actions, embed, data["is_first"])
         feat = self.rssm.feat(post_state)
+        return self.heads_loss(data, feat, post), post_state, feat
+
+    def heads_loss(self, data: dict[str, Tensor], feat: Tensor, post: Tensor) -> dict[str, Tensor]:
+        """`loss` after the posterior: feat (B, T, F), posterior logits (B, T, S, K)."""
+        lc, ab = self.lc, self.ab
+        prior = self.rssm.prior_logits(feat[..., : self.rssm.deter])
         losses = {}
         dec_feat = feat if ab.recon_grad else feat.detach()
         for key, dist in self.decoder(dec_feat).items():
@@ -262,15 +271,15 @@ class WorldModel(nn.Module):
         task_feat = feat if ab.task_grad else feat.detach()
         losses["rew"] = -self.reward(task_feat).log_prob(data["reward"])
         losses["con"] = -self.cont(task_feat).log_prob(1.0 - data["is_terminal"].float())
-        post_lp = torch.log(D.unimix_probs(post, self.rssm.unimix))
-        prior_lp = torch.log(D.unimix_probs(prior, self.rssm.unimix))
+        post_lp = torch.log(D.unimix_probs(post.float(), self.rssm.unimix))
+        prior_lp = torch.log(D.unimix_probs(prior.float(), self.rssm.unimix))
         dyn = D.categorical_kl(post_lp.detach(), prior_lp).sum(-1)  # (B, T)
         rep = D.categorical_kl(post_lp, prior_lp.detach()).sum(-1)
         if ab.free_bits:
             dyn = dyn.clamp(min=lc.free_nats)
             rep = rep.clamp(min=lc.free_nats)
         losses["dyn"], losses["rep"] = dyn, rep
-        return losses, post_state, feat
+        return losses
 
     def loss_scales(self) -> dict[str, float]:
         lc, ab = self.cfg.loss, self.cfg.ablation

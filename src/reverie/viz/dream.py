@@ -164,7 +164,7 @@ def open_loop(agent: Agent, data: dict[str, np.ndarray], context: int) -> Dream:
     prev_actions = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
     embed = wm.encoder(obs)
     start = wm.rssm.initial(n, dev)
-    post, _, _ = wm.rssm.observe(start, prev_actions[:, :context], embed, is_first)
+    post, _ = wm.rssm.observe(start, prev_actions[:, :context], embed, is_first)
     feats = [wm.rssm.feat(post)]
     state = {"deter": post["deter"][:, -1], "stoch": post["stoch"][:, -1]}
     for step in range(context, t):

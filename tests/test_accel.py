@@ -1,0 +1,62 @@
+"""The fast update paths (torch.compile, bf16 autocast) agree with the plain eager one."""
+
+import numpy as np
+import pytest
+import torch
+
+from reverie.accel import cxx_compiler, resolve_compile, resolve_precision
+from reverie.agent import ActSpec, Agent
+from reverie.world_model import ObsSpec
+
+from .conftest import random_batch, tiny_config
+
+VEC = ObsSpec({"vector": 5}, {})
+ACT = ActSpec(True, 3)
+
+
+def updated(*overrides: str, updates: int = 2):
+    """Losses of each update and the parameters after them, from seed 0."""
+    cfg = tiny_config(*overrides)
+    torch.manual_seed(0)
+    agent = Agent(VEC, ACT, cfg, "cpu")
+    batch = random_batch(cfg, VEC, ACT)
+    losses = []
+    for _ in range(updates):
+        metrics, _ = agent.update(batch)
+        losses.append({k: float(v) for k, v in metrics.items() if k.startswith("loss/")})
+    params = torch.cat([p.detach().flatten() for p in agent.parameters()])
+    return agent, losses, params
+
+
+@pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_update_matches_eager():
+    eager, eager_losses, eager_params = updated("run.compile=off")
+    fast, fast_losses, fast_params = updated("run.compile=on")
+    assert fast.compiled and not eager.compiled
+    for a, b in zip(eager_losses, fast_losses):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-4), key
+    # the same seed gives the same samples on both paths, so the parameters agree closely
+    assert torch.allclose(eager_params, fast_params, atol=1e-5)
+    assert not torch.equal(eager_params, updated("run.compile=off", updates=1)[2])
+
+
+def test_bf16_update_is_close_to_fp32():
+    _, fp32_losses, fp32_params = updated("run.precision=fp32")
+    agent, bf16_losses, bf16_params = updated("run.precision=bf16")
+    assert agent.precision == torch.bfloat16
+    for key, value in fp32_losses[0].items():
+        assert np.isfinite(bf16_losses[0][key])
+        assert bf16_losses[0][key] == pytest.approx(value, rel=0.05, abs=0.05), key
+    # bf16 rounding changes the update, but not by more than a small fraction of it
+    assert not torch.equal(fp32_params, bf16_params)
+
+
+def test_auto_settings_follow_the_device():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    assert resolve_precision("bf16", cpu) == torch.bfloat16
+    assert resolve_compile("off", cpu) is False and resolve_compile("on", cpu) is True
+    assert resolve_compile("auto", torch.device("meta")) is False
+    assert resolve_compile("auto", cpu) == (cxx_compiler() is not None)
