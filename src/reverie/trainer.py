@@ -111,7 +111,6 @@ class Trainer:
         self.obs_spec, self.act_spec = describe_spaces(self.env)  # and unsupported spaces
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.agent = Agent(self.obs_spec, self.act_spec, cfg, self.device)
-        print(f"reverie: {describe(self.agent.compiled, self.agent.precision)}", file=sys.stderr)
         rc = cfg.replay
         self.replay = Replay(
             rc.capacity,
@@ -136,6 +135,7 @@ class Trainer:
         self.logger: Logger | None = None
         self._resume()
         (self.logdir / "config.yaml").write_text(to_yaml(cfg))
+        print(f"reverie: {describe(self.agent.compiled, self.agent.precision)}", file=sys.stderr)
 
     # -------------------------------------------------------------- resuming
     def _resume(self) -> None:
