@@ -23,6 +23,10 @@ import time
 import numpy as np
 import torch
 
+# fp32 peak of the 2-core benchmark machines (AVX-512 FMA, measured with a 2048^3 matmul);
+# set REVERIE_PEAK_GFLOPS for another machine
+PEAK_GFLOPS = float(os.environ.get("REVERIE_PEAK_GFLOPS", 190))
+
 
 def measure(
     size: str,
@@ -123,6 +127,7 @@ def measure(
         "updates_per_s": 1 / update_s,
         "gflop_per_update": flops / 1e9,
         "gflops": flops / 1e9 / update_s,
+        "peak_fraction": flops / 1e9 / update_s / PEAK_GFLOPS,
         "policy_ms_b1": latency[1],
         "policy_ms_b8": latency[8],
         "train_ratio": ratio,
@@ -200,6 +205,7 @@ def print_row(r: dict, header: bool) -> None:
         ("update_ms", "{:>9.0f}"),
         ("gflop_per_update", "{:>16.1f}"),
         ("gflops", "{:>6.1f}"),
+        ("peak_fraction", "{:>13.2f}"),
         ("loop_env_steps_per_s", "{:>20.1f}"),
         ("loop_updates_per_s", "{:>18.2f}"),
         ("policy_ms_b1", "{:>12.2f}"),
