@@ -10,15 +10,12 @@ Both are chosen once per agent; `off`/`fp32` give the plain eager path.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import shutil
 import sys
 from pathlib import Path
 
 import torch
-
-log = logging.getLogger(__name__)
 
 
 def cpu_has_bf16() -> bool:
@@ -87,7 +84,6 @@ def compile_update(agent) -> None:
     behavior.imagine_step = compile_(behavior.imagine_step)
     behavior.imagination_loss = compile_(behavior.imagination_loss)
     behavior.replay_value_loss = compile_(behavior.replay_value_loss)
-    log.info("update compiled with torch.compile (first update compiles, about a minute)")
 
 
 def describe(compiled: bool, precision: torch.dtype | None) -> str:

@@ -102,8 +102,9 @@ class Behavior(nn.Module):
 
     def imagine_step(self, rssm, deter: Tensor, stoch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One imagined step from (N, D), (N, S, K): the actor's sample, then the prior."""
-        action = self.actor(torch.cat([deter, stoch.flatten(-2)], -1)).sample()
-        state = rssm.img_step({"deter": deter, "stoch": stoch}, action)
+        state = {"deter": deter, "stoch": stoch}
+        action = self.actor(rssm.feat(state)).sample()
+        state = rssm.img_step(state, action)
         return state["deter"], state["stoch"], action
 
     @torch.no_grad()
@@ -123,8 +124,7 @@ class Behavior(nn.Module):
             deters.append(deter)
             stochs.append(stoch)
             actions.append(action)
-        stochs = torch.stack(stochs, 0)
-        feats = torch.cat([torch.stack(deters, 0), stochs.flatten(-2)], -1)
+        feats = wm.rssm.feat({"deter": torch.stack(deters, 0), "stoch": torch.stack(stochs, 0)})
         return feats, torch.stack(actions, 0)
 
     def loss(
