@@ -168,3 +168,27 @@ def test_memory_is_flat_once_capacity_is_reached():
     replay_mb = rss[capacity] - base  # what the full replay (and a sampled batch) costs
     assert replay_mb > 8  # 1024 steps of 12 KiB frames: the measurement sees the replay
     assert rss[4 * capacity] - rss[2 * capacity] < 0.1 * replay_mb, rss
+
+
+def test_online_queue_serves_each_new_sequence_once_before_uniform_draws():
+    replay = Replay(capacity=10_000, chunk=16, seed=0, online_length=10)
+    fill(replay, 35, streams=2)  # 3 complete fresh sequences per stream
+    data, keys = replay.sample(8, 10)
+    starts = sorted(data["index"][:6, 0].tolist())
+    assert starts == [0, 0, 10, 10, 20, 20]  # the queued ones come first, in order
+    assert sorted(keys[:6]) == [(0, 0), (0, 10), (0, 20), (1, 0), (1, 10), (1, 20)]
+    assert not replay.online  # served once: the rest are uniform draws
+    for i in range(35, 40):  # steps 30..39 of stream 0 complete a fresh sequence
+        replay.add(0, step(i))
+    assert replay.sample(1, 10)[0]["index"][0, 0] == 30
+
+
+def test_online_queue_survives_state_round_trip_and_skips_evicted():
+    replay = Replay(capacity=32, chunk=16, seed=0, online_length=10)
+    fill(replay, 60)  # the early queued sequences were evicted with their chunks
+    again = Replay(capacity=32, chunk=16, seed=0, online_length=10)
+    fill(again, 60)
+    again.load_state(replay.state())
+    a, b = replay.sample(4, 10)[0]["index"], again.sample(4, 10)[0]["index"]
+    assert np.array_equal(a, b)
+    assert a[:, 0].min() >= 60 - 32 - 16  # nothing from evicted chunks

@@ -123,6 +123,7 @@ class ReplayConfig:
     chunk: int = 1024
     selector: str = "uniform"  # uniform | recency
     recency_exponent: float = 3.0  # recency: age = size * u**exponent
+    online: bool = True  # every new sequence is trained on once promptly, before uniform draws
     context: int = 1  # replayed latents: steps before the sequence whose stored state starts it
     save: bool = True  # write chunks to logdir/replay
     disk_budget_mb: float = 0.0  # chunk files past this are deleted, oldest first; 0 = no limit

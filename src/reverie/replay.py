@@ -7,6 +7,10 @@ Memory is bounded by `capacity` steps: the oldest chunk overall is dropped first
 Chunks are written to `directory` when full and on `flush()` (atomically), and
 `load()` brings them back after a restart. `disk_budget_mb` bounds the chunk files on
 disk: past it the oldest files (by chunk index) are deleted.
+
+Online queue (2024 code): with `online_length` L > 0, every L new steps of a stream
+queue the sequence of those L steps, and `sample` serves queued sequences before drawing
+from the selector, so each new step is trained on promptly at least once.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class Replay:
         recency_exponent: float = 3.0,
         seed: int = 0,
         disk_budget_mb: float = 0.0,
+        online_length: int = 0,
     ):
         self.capacity, self.chunk = int(capacity), int(chunk)
         self.disk_budget = int(disk_budget_mb * 2**20)  # bytes; 0 = unlimited
@@ -64,6 +69,9 @@ class Replay:
         self.streams: dict[int, deque[Chunk]] = {}
         self.size = 0  # steps held in memory
         self.skipped_files: list[str] = []
+        self.online_length = int(online_length)
+        self.online: deque[tuple[int, int]] = deque()  # (stream, start) of fresh sequences
+        self._fresh: dict[int, int] = {}  # stream -> steps added since its last queued one
 
     # ------------------------------------------------------------------ adding
     def add(self, stream: int, step: dict[str, np.ndarray]) -> None:
@@ -75,6 +83,13 @@ class Replay:
             chunks.append(Chunk(stream, index, self.chunk))
         chunks[-1].append(step)
         self.size += 1
+        if self.online_length:
+            fresh = self._fresh.get(stream, 0) + 1
+            if fresh == self.online_length:
+                end = chunks[-1].index * self.chunk + chunks[-1].length
+                self.online.append((stream, end - fresh))
+                fresh = 0
+            self._fresh[stream] = fresh
         while self.size > self.capacity:
             self._evict_oldest()
 
@@ -114,6 +129,11 @@ class Replay:
         picks = self.rng.choice(len(streams), size=batch, p=counts / counts.sum())
         rows, keys = [], []
         for p in picks:
+            fresh = self._pop_online(length)
+            if fresh is not None:
+                rows.append(self._read(*fresh, length))
+                keys.append(fresh)
+                continue
             stream, n = streams[p], int(counts[p])
             if self.selector == "recency":
                 age = int(n * self.rng.random() ** self.recency_exponent)
@@ -125,6 +145,16 @@ class Replay:
             keys.append((stream, start))
         data = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
         return data, keys
+
+    def _pop_online(self, length: int) -> tuple[int, int] | None:
+        """The oldest queued fresh sequence still held in memory, or None."""
+        while self.online:
+            stream, start = self.online.popleft()
+            if stream in self.streams and self.streams[stream]:
+                first, end = self._stream_span(stream)
+                if first <= start and start + length <= end:
+                    return stream, start
+        return None
 
     def _locate(self, stream: int, pos: int) -> tuple[Chunk, int]:
         chunks = self.streams[stream]
@@ -243,10 +273,16 @@ class Replay:
         return self.size
 
     def state(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "online": list(self.online),
+            "fresh": dict(self._fresh),
+        }
 
     def load_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
+        self.online = deque(tuple(x) for x in state.get("online", []))
+        self._fresh = {int(k): int(v) for k, v in state.get("fresh", {}).items()}
 
     @property
     def nbytes(self) -> int:

@@ -120,6 +120,7 @@ class Trainer:
             rc.recency_exponent,
             seed=cfg.seed,
             disk_budget_mb=rc.disk_budget_mb,
+            online_length=cfg.run.batch_length + rc.context if rc.online else 0,
         )
         self.step = 0
         self.updates = 0
