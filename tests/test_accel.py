@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.accel import cxx_compiler, resolve_compile, resolve_precision
+from reverie.accel import cpu_has_bf16, cxx_compiler, resolve_compile, resolve_precision
 from reverie.agent import ActSpec, Agent
 from reverie.world_model import ObsSpec
 
@@ -57,7 +57,8 @@ def test_auto_settings_follow_the_device():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) is None
     assert resolve_precision("bf16", cpu) == torch.bfloat16
-    assert resolve_precision("auto", cpu) is None  # until bf16 curves are measured on CPU
+    # auto: bf16 only where the CPU has native bf16 dot products
+    assert resolve_precision("auto", cpu) == (torch.bfloat16 if cpu_has_bf16() else None)
     assert resolve_compile("off", cpu) is False and resolve_compile("on", cpu) is True
     assert resolve_compile("auto", torch.device("meta")) is False
     assert resolve_compile("auto", cpu) == (cxx_compiler() is not None)

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from reverie import distributions as D
-from reverie.nets import MLP, output_linear
+from reverie.nets import MLP, fused_mlps, output_linear
 from reverie.world_model import ValueHead, WorldModel
 
 Tensor = torch.Tensor
@@ -73,7 +73,11 @@ class Actor(nn.Module):
         self.out = output_linear(mc.units, act_dim if discrete else 2 * act_dim, scale=0.01)
 
     def forward(self, feat: Tensor) -> D.OneHot | D.BoundedNormal:
-        x = self.out(self.mlp(feat)).float()
+        return self.head(self.mlp(feat))
+
+    def head(self, hidden: Tensor) -> D.OneHot | D.BoundedNormal:
+        """The action distribution from the output of `mlp`."""
+        x = self.out(hidden).float()
         if self.discrete:
             return D.OneHot(x, self.unimix)
         mean, std = x.chunk(2, -1)
@@ -100,12 +104,17 @@ class Behavior(nn.Module):
         )
         self.gamma = 1.0 - 1.0 / bc.discount_horizon
 
-    def imagine_step(self, rssm, deter: Tensor, stoch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """One imagined step from (N, D), (N, S, K): the actor's sample, then the prior."""
-        state = {"deter": deter, "stoch": stoch}
-        action = self.actor(rssm.feat(state)).sample()
-        state = rssm.img_step(state, action)
-        return state["deter"], state["stoch"], action
+    def imagine_step(self, rssm, feat: Tensor) -> tuple[Tensor, Tensor]:
+        """One imagined step from features (N, F): the actor's sample, then the prior.
+
+        Returns the next features (N, F) and the action (N, A).
+        """
+        n = feat.shape[0]
+        deter = feat[:, : rssm.deter]
+        stoch = feat[:, rssm.deter :].reshape(n, rssm.stoch, rssm.classes)
+        action = self.actor(feat).sample()
+        state = rssm.img_step({"deter": deter, "stoch": stoch}, action)
+        return rssm.feat(state), action
 
     @torch.no_grad()
     def imagine(
@@ -117,14 +126,15 @@ class Behavior(nn.Module):
         re-evaluated on all imagined states in one batch afterwards (see `loss`).
         Returns features (H+1, N, F) and actions (H, N, A).
         """
-        deter, stoch = start["deter"], start["stoch"]
-        deters, stochs, actions = [deter], [stoch], []
-        for _ in range(horizon):
-            deter, stoch, action = self.imagine_step(wm.rssm, deter, stoch)
-            deters.append(deter)
-            stochs.append(stoch)
+        first = wm.rssm.feat(start)  # (N, F)
+        # each step writes into one buffer: no stacking of states and features afterwards
+        feats = first.new_empty(horizon + 1, *first.shape)
+        feats[0] = first
+        actions = []
+        for t in range(horizon):
+            feat, action = self.imagine_step(wm.rssm, feats[t])
+            feats[t + 1] = feat
             actions.append(action)
-        feats = wm.rssm.feat({"deter": torch.stack(deters, 0), "stoch": torch.stack(stochs, 0)})
         return feats, torch.stack(actions, 0)
 
     def loss(
@@ -144,13 +154,19 @@ class Behavior(nn.Module):
         """`loss` after imagination: feats (H+1, N, F), actions (H, N, A), start_cont (N,)."""
         bc, ab = self.bc, self.ab
         with torch.no_grad():
+            # five heads read the same (H+1, N, F) features: their first layers run as two
+            # matmuls, one without gradients and one with (see nets.fused_mlps)
+            rew_h, cont_h, slow_h = fused_mlps(
+                feats, [wm.reward.mlp, wm.cont_net, self.slow_critic.mlp]
+            )
             # the start state's reward is never used; its continue comes from the data
-            reward = wm.reward(feats[1:]).pred()  # (H, N)
+            reward = wm.reward.head(rew_h[1:]).pred()  # (H, N)
             reward = torch.cat([torch.zeros_like(reward[:1]), reward], 0)  # (H+1, N)
-            cont = wm.cont(feats[1:]).mode()
+            cont = wm.cont_head(cont_h[1:]).mode()
             cont = torch.cat([start_cont[None].to(cont.dtype), cont], 0)
-            slow = self.slow_critic(feats[:-1]).pred()
-        critic_dist = self.critic(feats)
+            slow = self.slow_critic.head(slow_h[:-1]).pred()
+        critic_h, actor_h = fused_mlps(feats, [self.critic.mlp, self.actor.mlp])
+        critic_dist = self.critic.head(critic_h)
         value = critic_dist.pred().detach()  # (H+1, N)
         ret = lambda_return(reward, cont, value, self.gamma, bc.lam)  # (H, N)
         # weight of state t: product of predicted continues before it; the first state has 1
@@ -163,7 +179,7 @@ class Behavior(nn.Module):
             adv = adv / self.retnorm.scale()
         elif ab.retnorm == "advstd":
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        policy = self.actor(feats[:-1])
+        policy = self.actor.head(actor_h[:-1])
         logp = policy.log_prob(actions)  # (H, N)
         ent = policy.entropy()
         actor = -(weight * (adv.detach() * logp + bc.actor_entropy * ent)).mean()

@@ -67,6 +67,27 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
+def fused_mlps(x: Tensor, mlps: list[MLP]) -> list[Tensor]:
+    """Several MLPs on one input, their first linear layers as one matmul.
+
+    Same maths as `[m(x) for m in mlps]`; the large input (e.g. 16K imagined features)
+    is read once and the matmul is wider, which runs faster than one per MLP.
+    """
+    deep = [m for m in mlps if len(m.layers)]
+    firsts = [m.layers[0] for m in deep]
+    if firsts:
+        weight = torch.cat([d.linear.weight for d in firsts], 0)  # (sum of widths, in)
+        pre = iter((x @ weight.t()).split([d.linear.out_features for d in firsts], -1))
+    outs = []
+    for m in mlps:
+        if not len(m.layers):
+            outs.append(x)
+            continue
+        first = m.layers[0]
+        outs.append(m.layers[1:](torch.nn.functional.silu(first.norm(next(pre)))))
+    return outs
+
+
 def output_linear(inp: int, out: int, scale: float = 1.0) -> nn.Linear:
     layer = nn.Linear(inp, out)
     init_linear_(layer.weight, scale)

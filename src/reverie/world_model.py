@@ -249,7 +249,11 @@ class WorldModel(nn.Module):
         self.cont_out = output_linear(mc.units, 1)
 
     def cont(self, feat: Tensor) -> D.Bernoulli:
-        return D.Bernoulli(self.cont_out(self.cont_net(feat)).squeeze(-1).float())
+        return self.cont_head(self.cont_net(feat))
+
+    def cont_head(self, hidden: Tensor) -> D.Bernoulli:
+        """The continue distribution from the output of `cont_net`."""
+        return D.Bernoulli(self.cont_out(hidden).squeeze(-1).float())
 
     def loss(
         self, data: dict[str, Tensor], state: dict[str, Tensor], prev_actions: Tensor
@@ -301,7 +305,11 @@ class ValueHead(nn.Module):
         self.register_buffer("bins", D.symmetric_bins(mc.bins, 20.0), persistent=False)
 
     def forward(self, feat: Tensor) -> D.TwoHot | D.MSE:
-        x = self.out(self.mlp(feat))
+        return self.head(self.mlp(feat))
+
+    def head(self, hidden: Tensor) -> D.TwoHot | D.MSE:
+        """The output distribution from the output of `mlp`."""
+        x = self.out(hidden)
         if self.twohot:
             return D.TwoHot(x.float(), self.bins, self.fwd, self.bwd)
         return D.MSE(x.squeeze(-1).float(), 0, self.fwd, self.bwd)
