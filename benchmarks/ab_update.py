@@ -1,0 +1,62 @@
+"""Two or more update configurations timed in one process, their updates interleaved.
+
+The benchmark machines are shared and their speed drifts by tens of percent over
+minutes; interleaving A, B, A, B ... exposes both to the same drift, so their ratio is
+trustworthy where two separate runs are not.
+
+    python benchmarks/ab_update.py "run.precision=fp32" "run.precision=bf16"
+    python benchmarks/ab_update.py "run.compile=off" "" --size 12m --updates 6
+
+Each argument is one configuration: space-separated key=value overrides ("" = defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from profile_update import random_batch
+
+from reverie.agent import ActSpec, Agent
+from reverie.config import make_config
+from reverie.world_model import ObsSpec
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("configs", nargs="+", help='overrides per configuration, e.g. "a=1 b=2"')
+    p.add_argument("--size", default="1m")
+    p.add_argument("--image", action="store_true", help="64x64 pixels instead of vectors")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--updates", type=int, default=10, help="timed updates per configuration")
+    p.add_argument("--warmup", type=int, default=3, help="untimed first updates (compilation)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    spec = ObsSpec({}, {"image": (64, 64, 3)}) if args.image else ObsSpec({"vector": 4}, {})
+    act = ActSpec(True, 2)
+    agents, batches = [], []
+    for overrides in args.configs:
+        cfg = make_config(overrides.split(), size=args.size)
+        torch.manual_seed(cfg.seed)
+        agents.append(Agent(spec, act, cfg, "cpu"))
+        batches.append(random_batch(cfg, spec, act, np.random.default_rng(0)))
+    times: list[list[float]] = [[] for _ in agents]
+    for round_ in range(args.warmup + args.updates):
+        for i, (agent, batch) in enumerate(zip(agents, batches)):
+            start = time.perf_counter()
+            agent.update(batch)
+            if round_ >= args.warmup:
+                times[i].append(time.perf_counter() - start)
+    base = min(times[0])
+    for overrides, ts in zip(args.configs, times):
+        print(
+            f"{overrides or '(defaults)':40} min {min(ts) * 1000:7.1f} ms  median "
+            f"{statistics.median(ts) * 1000:7.1f} ms  speed vs first {base / min(ts):5.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
