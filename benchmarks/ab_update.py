@@ -22,6 +22,7 @@ from profile_update import random_batch
 
 from reverie.agent import ActSpec, Agent
 from reverie.config import make_config
+from reverie.perf import tune_malloc
 from reverie.world_model import ObsSpec
 
 
@@ -35,6 +36,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed first updates (compilation)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    tune_malloc()  # as the trainer does: large activations reuse heap pages
     spec = ObsSpec({}, {"image": (64, 64, 3)}) if args.image else ObsSpec({"vector": 4}, {})
     act = ActSpec(True, 2)
     agents, batches = [], []

@@ -13,6 +13,7 @@ import torch
 
 from reverie.agent import ActSpec, Agent
 from reverie.config import make_config
+from reverie.perf import tune_malloc
 from reverie.world_model import ObsSpec
 
 
@@ -42,6 +43,7 @@ def main() -> None:
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    tune_malloc()  # as the trainer does: large activations reuse heap pages
     cfg = make_config(args.overrides, size=args.size)
     spec = ObsSpec({}, {"image": (64, 64, 3)}) if args.image else ObsSpec({"vector": 4}, {})
     act = ActSpec(True, 2)

@@ -5,8 +5,14 @@ process so that peak memory is its own.
     python benchmarks/throughput.py                       # 1m and 12m, vector and pixels
     python benchmarks/throughput.py --sizes 1m --kinds vector --updates 10 --json out.json
 
+    python benchmarks/throughput.py --sizes 50m 200m --updates 1 --loop-seconds 0 run.compile=off
+
 Env steps/s is measured on the whole training loop (acting, replay, updates at the
-train ratio) on CartPole (vector) or CartPole rendered to 64x64 pixels (pixels).
+train ratio) on CartPole (vector) or CartPole rendered to 64x64 pixels (pixels);
+`--loop-seconds 0` skips it (an update of the large sizes takes minutes on a CPU).
+Runs on CUDA when present (or `run.device=...`), with peak device memory. FLOPs are
+counted with torch's FlopCounterMode on one eager update; the fraction of peak uses
+REVERIE_PEAK_GFLOPS (default: the fp32 peak of the 2-core CPU machines).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import time
 
 import numpy as np
 import torch
+
+from reverie.perf import tune_malloc
 
 # fp32 peak of the 2-core benchmark machines (AVX-512 FMA, measured with a 2048^3 matmul);
 # set REVERIE_PEAK_GFLOPS for another machine
@@ -39,38 +47,48 @@ def measure(
 ) -> dict:
     from reverie.agent import ActSpec, Agent
     from reverie.config import make_config
-    from reverie.trainer import Trainer
     from reverie.world_model import ObsSpec
 
     sys.path.insert(0, os.path.dirname(__file__))
     from profile_update import random_batch
 
     torch.set_num_threads(threads)
+    tune_malloc()  # as the trainer does: large activations reuse heap pages
     cfg = make_config(overrides, size=size)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.run.device != "auto":
+        device = torch.device(cfg.run.device)
     spec = ObsSpec({"vector": 4}, {}) if kind == "vector" else ObsSpec({}, {"image": (64, 64, 3)})
     act = ActSpec(True, 2)
     torch.manual_seed(0)
-    agent = Agent(spec, act, cfg, "cpu")
+    agent = Agent(spec, act, cfg, device)
     batch = random_batch(cfg, spec, act, np.random.default_rng(0))
-    t = time.perf_counter()
-    agent.update(batch)  # warm-up (and compilation)
-    first_update_s = time.perf_counter() - t
+    batch = {k: v.to(device) for k, v in batch.items()}
+
+    def timed(fn) -> float:
+        synchronize(device)
+        t = time.perf_counter()
+        fn()
+        synchronize(device)
+        return time.perf_counter() - t
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    # FLOPs of the same update on the eager path (the counter does not see compiled code)
-    counted = Agent(spec, act, make_config([*overrides, "run.compile=off"], size=size), "cpu")
     counter = FlopCounterMode(display=False)
-    with counter:
-        counted.update(batch)
+    if agent.compiled:
+        first_update_s = timed(lambda: agent.update(batch))  # compiles
+        # FLOPs of the same update on the eager path (the counter does not see compiled code)
+        eager_cfg = make_config([*overrides, "run.compile=off"], size=size)
+        counted = Agent(spec, act, eager_cfg, device)
+        with counter:
+            counted.update(batch)
+        del counted
+    else:  # eager: count the warm-up update itself (no second model: 200m is large)
+        with counter:
+            first_update_s = timed(lambda: agent.update(batch))
     flops = counter.get_total_flops()
-    del counted
 
-    times = []
-    for _ in range(updates):
-        t = time.perf_counter()
-        agent.update(batch)
-        times.append(time.perf_counter() - t)
+    times = [timed(lambda: agent.update(batch)) for _ in range(updates)]
     update_s = float(np.median(times))
 
     latency = {}
@@ -82,11 +100,52 @@ def measure(
         lat = []
         for _ in range(50):
             t = time.perf_counter()
-            _, state = agent.policy(obs, state)
+            action, state = agent.policy(obs, state)
+            action.cpu()  # the trainer hands the action to the env: include the copy
             lat.append(time.perf_counter() - t)
         latency[n] = float(np.median(lat)) * 1e3
 
-    # the whole loop, train ratio included
+    env_sps, loop_ups = (
+        loop(cfg, size, kind, threads, ratio, loop_s, overrides)
+        if loop_s > 0
+        else (float("nan"), float("nan"))
+    )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_dev = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0
+    return {
+        "size": size,
+        "kind": kind,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "threads": threads,
+        "params_m": agent.param_count()["total"] / 1e6,
+        "compiled": agent.compiled,
+        "precision": str(agent.precision or torch.float32).replace("torch.", ""),
+        "first_update_s": first_update_s,
+        "update_ms": update_s * 1e3,
+        "updates_per_s": 1 / update_s,
+        "gflop_per_update": flops / 1e9,
+        "gflops": flops / 1e9 / update_s,
+        "peak_fraction": flops / 1e9 / update_s / PEAK_GFLOPS,
+        "policy_ms_b1": latency[1],
+        "policy_ms_b8": latency[8],
+        "train_ratio": ratio,
+        "loop_env_steps_per_s": env_sps,
+        "loop_updates_per_s": loop_ups,
+        "peak_host_mb": peak_mb,
+        "peak_device_mb": peak_dev,
+    }
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def loop(cfg, size: str, kind: str, threads: int, ratio: float, seconds: float, overrides):
+    """Env steps/s and updates/s of the whole training loop, train ratio included."""
+    from reverie.config import make_config
+    from reverie.trainer import Trainer
+
     with tempfile.TemporaryDirectory() as logdir:
         pixels = "true" if kind == "pixels" else "false"
         loop_cfg = make_config(
@@ -106,35 +165,12 @@ def measure(
         trainer.train(start_steps)
         t0, s0, u0 = time.perf_counter(), trainer.step, trainer.updates
         target = s0
-        while time.perf_counter() - t0 < loop_s:
+        while time.perf_counter() - t0 < seconds:
             target += 16
             trainer.train(target)
         loop_time = time.perf_counter() - t0
-        env_sps = (trainer.step - s0) / loop_time
-        loop_ups = (trainer.updates - u0) / loop_time
         trainer.close()
-
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {
-        "size": size,
-        "kind": kind,
-        "threads": threads,
-        "params_m": agent.param_count()["total"] / 1e6,
-        "compiled": agent.compiled,
-        "precision": str(agent.precision or torch.float32).replace("torch.", ""),
-        "first_update_s": first_update_s,
-        "update_ms": update_s * 1e3,
-        "updates_per_s": 1 / update_s,
-        "gflop_per_update": flops / 1e9,
-        "gflops": flops / 1e9 / update_s,
-        "peak_fraction": flops / 1e9 / update_s / PEAK_GFLOPS,
-        "policy_ms_b1": latency[1],
-        "policy_ms_b8": latency[8],
-        "train_ratio": ratio,
-        "loop_env_steps_per_s": env_sps,
-        "loop_updates_per_s": loop_ups,
-        "peak_host_mb": peak_mb,
-    }
+    return (trainer.step - s0) / loop_time, (trainer.updates - u0) / loop_time
 
 
 def main() -> None:
@@ -211,6 +247,7 @@ def print_row(r: dict, header: bool) -> None:
         ("policy_ms_b1", "{:>12.2f}"),
         ("policy_ms_b8", "{:>12.2f}"),
         ("peak_host_mb", "{:>12.0f}"),
+        ("peak_device_mb", "{:>14.0f}"),
     ]
     if header:
         print(" ".join(f"{name:>{len(fmt.format(r[name]))}}" for name, fmt in cols))

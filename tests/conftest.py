@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +11,9 @@ import torch
 from reverie.config import make_config
 
 torch.set_num_threads(1)
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))  # fake_envs, for env ids like gym:fake_envs:fake_envs/Image-v0
 
 TINY = [
     "model.deter=32",
@@ -32,6 +39,12 @@ TINY = [
 
 def tiny_config(*overrides: str, **flags):
     return make_config([*TINY, *overrides], **flags)
+
+
+@pytest.fixture
+def importable_fake_envs(monkeypatch):
+    # spawned env workers import the fake envs' module by name: make it importable there
+    monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
 
 
 @pytest.fixture

@@ -129,6 +129,18 @@ class TextEnv(gym.Env):
     action_space = spaces.Discrete(2)
 
 
+class SlowStep(gym.Wrapper):
+    """CartPole whose every step takes `delay` seconds more: a slow simulator."""
+
+    def __init__(self, delay: float = 0.2):
+        super().__init__(gym.make("CartPole-v1"))
+        self.delay = delay
+
+    def step(self, action):
+        time.sleep(self.delay)
+        return self.env.step(action)
+
+
 gym.register("fake_envs/DictObs-v0", entry_point=DictObsEnv)
 gym.register("fake_envs/Image-v0", entry_point=ImageEnv)
 gym.register("fake_envs/Text-v0", entry_point=TextEnv)
@@ -136,3 +148,4 @@ gym.register("fake_envs/Raise-v0", entry_point=RaiseEnv)
 gym.register("fake_envs/Hang-v0", entry_point=HangEnv)
 gym.register("fake_envs/Exit-v0", entry_point=ExitEnv)
 gym.register("fake_envs/NaN-v0", entry_point=NaNEnv)
+gym.register("fake_envs/SlowCartPole-v0", entry_point=SlowStep)

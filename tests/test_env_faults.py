@@ -1,8 +1,6 @@
 """Async env workers that survive faults: exceptions, hangs, crashed processes, NaN obs."""
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +12,6 @@ from reverie.envs.vector import EnvWorkerError
 
 from .conftest import TINY, train_tiny
 
-TESTS = Path(__file__).parent
-sys.path.insert(0, str(TESTS))
-
 # fake env -> (the fault kind reported, the info flag of the episode it ended)
 FAULTS = {
     "Raise": ("exception", "worker_restarted"),
@@ -25,11 +20,7 @@ FAULTS = {
     "NaN": ("nonfinite_observation", "nonfinite_observation"),
 }
 
-
-@pytest.fixture(autouse=True)
-def importable_fake_envs(monkeypatch):
-    # spawned workers import the fake envs' module by name: make it importable there
-    monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+pytestmark = pytest.mark.usefixtures("importable_fake_envs")
 
 
 def faulty(name: str, marker: Path, *extra: str) -> list[str]:

@@ -1,6 +1,3 @@
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
@@ -13,8 +10,6 @@ from reverie.envs import (
     make_env,
     make_vector_env,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def test_cartpole_vector_observation_and_discrete_actions():
@@ -77,7 +72,7 @@ def test_terminated_and_truncated_kept_apart():
 
 
 @pytest.mark.parametrize("parallel", ["sync", "async"])
-def test_vector_envs(parallel):
+def test_vector_envs(parallel, importable_fake_envs):
     cfg = make_config(
         [
             "env.num_envs=2",
@@ -86,13 +81,6 @@ def test_vector_envs(parallel):
             "env.kwargs.length=3",
         ]
     )
-    if parallel == "async":
-        # spawned workers import the test module by name: make it importable there
-        import os
-
-        os.environ["PYTHONPATH"] = (
-            str(Path(__file__).parent) + ":" + os.environ.get("PYTHONPATH", "")
-        )
     venv = make_vector_env(cfg.env, seed=0)
     try:
         obs, _ = venv.reset(seed=0)

@@ -149,8 +149,10 @@ class ChannelNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        # channels-last activations viewed as (N, H, W, C) normalise in one fused kernel
-        y = nn.functional.rms_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, NORM_EPS)
+        # channels-last activations viewed as (N, H, W, C) normalise in one fused kernel,
+        # which needs the weight in the input's dtype (bf16 under autocast)
+        weight = self.weight.to(x.dtype)
+        y = nn.functional.rms_norm(x.permute(0, 2, 3, 1), (x.shape[1],), weight, NORM_EPS)
         return y.permute(0, 3, 1, 2)
 
 
@@ -179,8 +181,37 @@ class ConvDecoder(nn.Module):
         x = self.linear(feat).reshape(-1, self.start, 4, 4)
         x = x.contiguous(memory_format=torch.channels_last)
         for i, conv in enumerate(self.convs):
-            x = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
-            x = conv(x)
+            x = upsample_conv(x, conv.weight, conv.bias)
             if i < len(self.norms):
                 x = torch.nn.functional.silu(self.norms[i](x))
         return torch.sigmoid(x).permute(0, 2, 3, 1)
+
+
+# Which of the 5 kernel taps of a full-resolution conv fall on each of the 3 low-resolution
+# neighbours (i-1, i, i+1) of a nearest-upsampled pixel, for even (row 0) and odd (row 1)
+# output positions: row 2i reads i-1 through taps 0-1, i through 2-3, i+1 through 4.
+_UPSAMPLE_TAPS = torch.tensor(
+    [
+        [[1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1]],
+        [[1, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1]],
+    ],
+    dtype=torch.float32,
+)  # (2 parities, 3 low-res taps, 5 full-res taps)
+
+
+def upsample_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """`conv2d(interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=2)`
+    for a 5x5 `weight`, computed at the input's resolution (sub-pixel convolution).
+
+    Each of the four output parities sees the upsampled image as a 3x3 window of x with
+    summed taps, so one 3x3 conv with 4x the output channels followed by a pixel shuffle
+    gives the same sums with 9/25 of the multiply-adds. x (N, Cin, H, W) -> (N, Cout, 2H, 2W).
+    """
+    out_ch = weight.shape[0]
+    taps = _UPSAMPLE_TAPS.to(weight.device, weight.dtype)
+    # (Cout, Cin, 5, 5) -> (Cout, 2, 2, Cin, 3, 3): parities (a, b), taps (p, q)
+    sub = torch.einsum("apy,bqx,oiyx->oabipq", taps, taps, weight)
+    sub = sub.reshape(out_ch * 4, weight.shape[1], 3, 3)
+    sub_bias = bias.repeat_interleave(4) if bias is not None else None
+    y = torch.nn.functional.conv2d(x, sub, sub_bias, padding=1)  # (N, 4 Cout, H, W)
+    return torch.nn.functional.pixel_shuffle(y, 2)

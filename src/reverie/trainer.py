@@ -194,6 +194,16 @@ class Trainer:
             return action.argmax(-1) + int(start)
         return action
 
+    def _step_async(self, actions: np.ndarray) -> np.ndarray | None:
+        """Start the env step in the workers if there are any; else keep it for `_step_wait`."""
+        if hasattr(self.env, "step_async"):
+            self.env.step_async(actions)
+            return None
+        return actions
+
+    def _step_wait(self, actions: np.ndarray | None) -> tuple:
+        return self.env.step_wait() if actions is None else self.env.step(actions)
+
     def updates_due(self) -> int:
         rc = self.cfg.run
         if self.train_start is None:
@@ -280,12 +290,17 @@ class Trainer:
                     },
                     range(n),
                 )
-                obs, rew, term, trunc, infos = self.env.step(self.to_env_action(action))
+                # the env workers step while the learner updates: the updates read only
+                # what replay held before this step, so the order changes no result
+                stepping = self._step_async(self.to_env_action(action))
+                self.step += n
+                for _ in range(self.updates_due()):
+                    self.train_step()
+                obs, rew, term, trunc, infos = self._step_wait(stepping)
                 self._env_faults(infos)  # log env faults; their episodes end as truncations
                 is_first = is_last.copy()
                 reward = rew.astype(np.float32)
                 is_last, is_terminal = term | trunc, term.copy()
-                self.step += n
                 # a reset step (is_first) is no transition: its reward and length do not count
                 ep_return += np.where(is_first, 0.0, reward)
                 ep_length += ~is_first
@@ -293,9 +308,6 @@ class Trainer:
                     info = {"achievements": info_at(infos, i, "achievements")}
                     self._episode_done(float(ep_return[i]), int(ep_length[i]), info)
                     ep_return[i], ep_length[i] = 0.0, 0
-
-                for _ in range(self.updates_due()):
-                    self.train_step()
 
                 now = time.time()
                 if now - last_log >= rc.log_every:

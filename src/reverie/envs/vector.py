@@ -161,6 +161,7 @@ class FaultTolerantVectorEnv(gym.vector.VectorEnv):
         self._seeds: list[int | None] = [None] * n
         self._pending_seed: list[int | None] = [None] * n  # for a restarted env's reset
         self._streak = np.zeros(n, np.int64)
+        self._in_flight: dict[int, tuple[str, Any]] | None = None  # commands sent by step_async
 
     # ------------------------------------------------------------ plumbing
     def _handshake(self, i: int) -> tuple[gym.Space, gym.Space]:
@@ -174,8 +175,16 @@ class FaultTolerantVectorEnv(gym.vector.VectorEnv):
 
     def _exchange(self, commands: dict[int, tuple[str, Any]]) -> dict[int, Any]:
         """Send every command first, then gather the answers: the workers run in parallel."""
+        self._send(commands)
+        return self._gather(commands)
+
+    def _send(self, commands: dict[int, tuple[str, Any]]) -> None:
         for i, (command, data) in commands.items():
             self.workers[i].send(command, data)
+
+    def _gather(self, commands: dict[int, tuple[str, Any]]) -> dict[int, Any]:
+        """The answers to sent commands; a step's deadline counts from when we start waiting,
+        since the caller may have been busy (learning) since it sent the step."""
         start, answers = time.monotonic(), {}
         for i, (command, _) in commands.items():
             seconds = self._timeout(command)
@@ -255,6 +264,7 @@ class FaultTolerantVectorEnv(gym.vector.VectorEnv):
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None
     ) -> tuple[Any, dict]:
+        self._drop_in_flight()
         n = self.num_envs
         if seed is None or isinstance(seed, Sequence):
             seeds = list(seed) if seed is not None else [None] * n
@@ -271,6 +281,17 @@ class FaultTolerantVectorEnv(gym.vector.VectorEnv):
         return self._batch(observations), infos
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: Any) -> None:
+        """Send the actions and return at once: the workers step while the caller works.
+
+        `step_wait` collects the result; `reset` and `close` first collect (and drop) the
+        answers of a step that was sent but never waited for.
+        """
+        if self._in_flight is not None:
+            raise RuntimeError("step_async called twice without step_wait")
         n = self.num_envs
         actions = list(iterate(self.action_space, actions))
         commands = {}
@@ -280,7 +301,15 @@ class FaultTolerantVectorEnv(gym.vector.VectorEnv):
                 commands[i] = ("reset", seed)
             else:
                 commands[i] = ("step", actions[i])
-        answers = self._exchange(commands)
+        self._send(commands)
+        self._in_flight = commands
+
+    def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        commands, self._in_flight = self._in_flight, None
+        if commands is None:
+            raise RuntimeError("step_wait called without step_async")
+        n = self.num_envs
+        answers = self._gather(commands)
         observations, infos = [], {}
         rewards = np.zeros(n, np.float64)
         terminated, truncated = np.zeros(n, bool), np.zeros(n, bool)
@@ -296,7 +325,17 @@ class FaultTolerantVectorEnv(gym.vector.VectorEnv):
             infos = self._info(infos, i, info, events)
         return self._batch(observations), rewards, terminated, truncated, infos
 
+    def _drop_in_flight(self) -> None:
+        """Collect and drop the answers of a step sent but never waited for (the caller
+        stopped in between, e.g. on Ctrl-C), so they are not read as the next answers."""
+        if getattr(self, "_in_flight", None) is not None:  # None too before the handshake
+            self.step_wait()
+
     def close_extras(self, **kwargs: Any) -> None:
+        try:
+            self._drop_in_flight()
+        except Exception:  # noqa: BLE001 - closing anyway; the workers are killed below
+            pass
         for worker in self.workers:
             worker.send("close")
         for worker in self.workers:  # all are told first, so they close in parallel

@@ -1,0 +1,44 @@
+"""Layers computed in a cheaper form than they are defined: same sums, same gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reverie.nets import ConvDecoder, upsample_conv
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_upsample_conv_is_nearest_upsampling_then_5x5_conv(channels_last, bias):
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 6, 5, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True) if bias else None
+    inp = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    expected = F.conv2d(F.interpolate(inp, scale_factor=2, mode="nearest"), w, b, padding=2)
+    out = upsample_conv(inp, w, b)
+    assert out.shape == (3, 4, 10, 14)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    g = torch.randn_like(out)
+    params = [t for t in (x, w, b) if t is not None]
+    for got, want in zip(
+        torch.autograd.grad(out, params, g), torch.autograd.grad(expected, params, g)
+    ):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-11)
+
+
+def test_decoder_matches_its_definition():
+    """The decoder: linear to 4x4, then (upsample x2, conv 5x5, norm, SiLU) stages."""
+    torch.manual_seed(0)
+    dec = ConvDecoder(10, 3, depth=2).double()
+    feat = torch.randn(5, 10, dtype=torch.float64)
+    x = dec.linear(feat).reshape(-1, dec.start, 4, 4)
+    for i, conv in enumerate(dec.convs):
+        x = conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        if i < len(dec.norms):
+            x = F.silu(dec.norms[i](x))
+    expected = torch.sigmoid(x).permute(0, 2, 3, 1)
+    torch.testing.assert_close(dec(feat), expected, rtol=0, atol=1e-12)
+    assert dec(feat).shape == (5, 64, 64, 3)
