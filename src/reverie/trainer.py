@@ -194,16 +194,6 @@ class Trainer:
             return action.argmax(-1) + int(start)
         return action
 
-    def _step_async(self, actions: np.ndarray) -> np.ndarray | None:
-        """Start the env step in the workers if there are any; else keep it for `_step_wait`."""
-        if hasattr(self.env, "step_async"):
-            self.env.step_async(actions)
-            return None
-        return actions
-
-    def _step_wait(self, actions: np.ndarray | None) -> tuple:
-        return self.env.step_wait() if actions is None else self.env.step(actions)
-
     def updates_due(self) -> int:
         rc = self.cfg.run
         if self.train_start is None:
@@ -271,6 +261,7 @@ class Trainer:
         is_terminal = np.zeros(n, bool)
         ep_return, ep_length = np.zeros(n), np.zeros(n, np.int64)
         state = None
+        workers = hasattr(self.env, "step_async")  # worker processes (reverie.envs.vector)
         start_time = last_log = last_ckpt = time.time()
         first_step, first_updates = self.step, self.updates
         log_step, log_updates = self.step, self.updates
@@ -290,13 +281,16 @@ class Trainer:
                     },
                     range(n),
                 )
-                # the env workers step while the learner updates: the updates read only
-                # what replay held before this step, so the order changes no result
-                stepping = self._step_async(self.to_env_action(action))
+                # env workers step while the learner updates: the updates read only what
+                # replay held before this step, so the order changes no result
+                env_action = self.to_env_action(action)
+                if workers:
+                    self.env.step_async(env_action)
                 self.step += n
                 for _ in range(self.updates_due()):
                     self.train_step()
-                obs, rew, term, trunc, infos = self._step_wait(stepping)
+                result = self.env.step_wait() if workers else self.env.step(env_action)
+                obs, rew, term, trunc, infos = result
                 self._env_faults(infos)  # log env faults; their episodes end as truncations
                 is_first = is_last.copy()
                 reward = rew.astype(np.float32)
