@@ -87,6 +87,30 @@ def test_same_seed_same_first_updates():
 
 
 # ------------------------------------------------------------------ ablations
+@pytest.mark.parametrize("chunk", [1, 3, 8, 20])
+def test_observe_in_chunks_equals_step_by_step(chunk):
+    """Posterior steps run in chunks (one compiled call each); chunk sizes that divide
+    the sequence, that leave a remainder and that exceed it give the same states."""
+    cfg = tiny_config()
+    rssm = make(cfg).wm.rssm
+    b, t = 3, 8
+    embed = torch.randn(b, t, rssm.post_embed.in_features)
+    actions = torch.randn(b, t, DISCRETE.dim)
+    is_first = torch.zeros(b, t, dtype=torch.bool)
+    is_first[1, 3] = True
+
+    def run(k):
+        rssm.observe_chunk = k
+        torch.manual_seed(1)
+        return rssm.observe(rssm.initial(b, "cpu"), actions, embed, is_first)
+
+    (ref_state, ref_logits), (state, logits) = run(1), run(chunk)
+    assert state["deter"].shape == (b, t, cfg.model.deter)
+    assert torch.equal(state["deter"], ref_state["deter"])
+    assert torch.equal(state["stoch"], ref_state["stoch"])
+    assert torch.equal(logits, ref_logits)
+
+
 def wm_losses(cfg, seed=0, spec=VEC):
     agent = make(cfg, spec)
     batch = random_batch(cfg, spec, DISCRETE, seed)

@@ -1,6 +1,6 @@
 """How the update runs: torch.compile of its hot functions and the matmul precision.
 
-The update is five functions called in loops (posterior step, imagination step) or
+The update is five functions called in loops (posterior steps, imagination step) or
 once on large batches (world-model heads, imagination losses, replay value loss).
 Compiling them fuses their elementwise work; bf16 autocast runs their matmuls in
 bf16 with fp32 parameters, losses and distributions, as the official code does.
@@ -80,7 +80,7 @@ def compile_update(agent) -> None:
     torch._inductor.config.fallback_random = True
     compile_ = functools.partial(torch.compile, dynamic=False)
     wm, behavior = agent.wm, agent.behavior
-    wm.rssm.observe_step = compile_(wm.rssm.observe_step)
+    wm.rssm.observe_steps = compile_(wm.rssm.observe_steps)
     wm.heads_loss = compile_(wm.heads_loss)
     behavior.imagine_step = compile_(behavior.imagine_step)
     behavior.imagination_loss = compile_(behavior.imagination_loss)

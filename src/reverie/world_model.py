@@ -22,6 +22,9 @@ from reverie.nets import (
 
 Tensor = torch.Tensor
 
+# posterior steps per call of `RSSM.observe_steps` (see `RSSM.observe`)
+OBSERVE_CHUNK = 4
+
 
 @dataclass
 class ObsSpec:
@@ -67,6 +70,7 @@ class RSSM(nn.Module):
         self.post_norm = make_norm(h, mc.norm)
         self.post_out = output_linear(h, mc.stoch * mc.classes)
         self.feat_dim = mc.deter + mc.stoch * mc.classes
+        self.observe_chunk = OBSERVE_CHUNK
 
     def initial(self, n: int, device: torch.device) -> dict[str, Tensor]:
         return latent_state(
@@ -131,14 +135,24 @@ class RSSM(nn.Module):
         stoch = dist.sample() if sample else dist.mode()
         return latent_state(deter, stoch), logits
 
-    def observe_step(
-        self, deter: Tensor, stoch: Tensor, action: Tensor, keep: Tensor, embed_proj: Tensor
+    def observe_steps(
+        self, deter: Tensor, stoch: Tensor, actions: Tensor, keep: Tensor, embed_proj: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """One posterior step of `observe` (N, ...), resetting where keep (N, 1) is 0."""
-        deter, stoch, action = self.reset_where(keep, deter, stoch, action)
-        deter = self.core(deter, stoch, action)
-        logit = self.post_logits(deter, embed_proj)
-        return deter, self.dist(logit).sample(), logit
+        """Posterior steps over a chunk of K steps: actions (N, K, A), keep (N, K, 1),
+        embed_proj (N, K, H) from the carry deter (N, D), stoch (N, S, C).
+
+        Returns deters (N, K, D), stochs (N, K, S, C) and logits (N, K, S, C).
+        """
+        deters, stochs, logits = [], [], []
+        for t in range(actions.shape[1]):
+            deter, stoch, action = self.reset_where(keep[:, t], deter, stoch, actions[:, t])
+            deter = self.core(deter, stoch, action)
+            logit = self.post_logits(deter, embed_proj[:, t])
+            stoch = self.dist(logit).sample()
+            deters.append(deter)
+            stochs.append(stoch)
+            logits.append(logit)
+        return torch.stack(deters, 1), torch.stack(stochs, 1), torch.stack(logits, 1)
 
     def observe(
         self, state: dict[str, Tensor], prev_actions: Tensor, embed: Tensor, is_first: Tensor
@@ -151,14 +165,18 @@ class RSSM(nn.Module):
         keep = (~is_first).to(embed.dtype).unsqueeze(-1)  # (B, T, 1)
         deter, stoch = state["deter"], state["stoch"]
         deters, stochs, logits = [], [], []
-        for t in range(embed.shape[1]):
-            deter, stoch, logit = self.observe_step(
-                deter, stoch, prev_actions[:, t], keep[:, t], embed_proj[:, t]
+        # chunks of steps, not single steps: each call of the compiled function costs a
+        # fixed overhead forward and backward (a 1m update spent 24 ms less with chunks of 4)
+        for t in range(0, embed.shape[1], self.observe_chunk):
+            chunk = slice(t, t + self.observe_chunk)
+            ds, ss, ls = self.observe_steps(
+                deter, stoch, prev_actions[:, chunk], keep[:, chunk], embed_proj[:, chunk]
             )
-            deters.append(deter)
-            stochs.append(stoch)
-            logits.append(logit)
-        return latent_state(torch.stack(deters, 1), torch.stack(stochs, 1)), torch.stack(logits, 1)
+            deter, stoch = ds[:, -1], ss[:, -1]
+            deters.append(ds)
+            stochs.append(ss)
+            logits.append(ls)
+        return latent_state(torch.cat(deters, 1), torch.cat(stochs, 1)), torch.cat(logits, 1)
 
     def img_step(self, state: dict[str, Tensor], action: Tensor) -> dict[str, Tensor]:
         deter = self.core(state["deter"], state["stoch"], action)
