@@ -33,6 +33,8 @@ def test_compiled_update_matches_eager():
     eager, eager_losses, eager_params = updated("run.compile=off")
     fast, fast_losses, fast_params = updated("run.compile=on")
     assert fast.compiled and not eager.compiled
+    # compiled functions are not submodules: checkpoints of both paths have the same keys
+    assert fast.state_dict().keys() == eager.state_dict().keys()
     for a, b in zip(eager_losses, fast_losses):
         assert a.keys() == b.keys()
         for key in a:
@@ -40,6 +42,38 @@ def test_compiled_update_matches_eager():
     # the same seed gives the same samples on both paths, so the parameters agree closely
     assert torch.allclose(eager_params, fast_params, atol=1e-5)
     assert not torch.equal(eager_params, updated("run.compile=off", updates=1)[2])
+
+
+@pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_image_encoder_matches_eager():
+    """The update's compiled CNN (`Encoder.train_cnn`) against the eager module: outputs
+    and gradients; acting (no gradients) keeps the eager module."""
+    spec = ObsSpec({}, {"image": (64, 64, 3)})
+    cfg = tiny_config("run.compile=on")
+    torch.manual_seed(0)
+    agent = Agent(spec, ACT, cfg, "cpu")
+    encoder = agent.wm.encoder
+    assert encoder.train_cnn is not None
+    images = torch.randint(0, 255, (2, 3, 64, 64, 3), dtype=torch.uint8)
+
+    def embed_and_grads(compiled: bool):
+        train_cnn = encoder.train_cnn
+        encoder.train_cnn = train_cnn if compiled else None
+        encoder.zero_grad(set_to_none=True)
+        out = encoder({"image": images})
+        out.square().mean().backward()
+        encoder.train_cnn = train_cnn
+        return out.detach(), [p.grad.clone() for p in encoder.cnn.parameters()]
+
+    (ref, ref_grads), (out, grads) = embed_and_grads(False), embed_and_grads(True)
+    assert torch.allclose(out, ref, atol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        assert torch.allclose(g, r, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():  # acting: the eager module, any batch size
+        calls = []
+        encoder.train_cnn = lambda x: calls.append(x)
+        assert encoder({"image": images[0]}, bdims=1).shape == (3, encoder.out_dim)
+        assert not calls
 
 
 def test_bf16_update_is_close_to_fp32():

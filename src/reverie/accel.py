@@ -1,7 +1,8 @@
 """How the update runs: torch.compile of its hot functions and the matmul precision.
 
 The update is five functions called in loops (posterior steps, imagination step) or
-once on large batches (world-model heads, imagination losses, replay value loss).
+once on large batches (world-model heads, imagination losses, replay value loss), and
+the image encoder.
 Compiling them fuses their elementwise work; bf16 autocast runs their matmuls in
 bf16 with fp32 parameters, losses and distributions, as the official code does.
 Both are chosen once per agent; `off`/`fp32` give the plain eager path.
@@ -81,6 +82,10 @@ def compile_update(agent) -> None:
     compile_ = functools.partial(torch.compile, dynamic=False)
     wm, behavior = agent.wm, agent.behavior
     wm.rssm.observe_steps = compile_(wm.rssm.observe_steps)
+    if wm.encoder.spec.images:
+        # fuses the norms, SiLUs and pooling between the convolutions (mkldnn kernels
+        # either way): a 12m pixel update 1.15-1.18x faster, 1m unchanged
+        wm.encoder.train_cnn = compile_(wm.encoder.cnn.forward)  # a function: no submodule
     wm.heads_loss = compile_(wm.heads_loss)
     behavior.imagine_step = compile_(behavior.imagine_step)
     behavior.imagination_loss = compile_(behavior.imagination_loss)

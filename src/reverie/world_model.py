@@ -196,6 +196,10 @@ class Encoder(nn.Module):
         if spec.images:
             self.cnn = ConvEncoder(spec.image_channels, mc.depth, strided=mc.cnn_strided)
             self.out_dim += self.cnn.out_dim
+        # the CNN as the update runs it (with gradients); `accel.compile_update` puts a
+        # compiled one here, while acting keeps the eager module (any batch size, no
+        # compilation on the first policy step)
+        self.train_cnn = None
 
     def forward(self, obs: dict[str, Tensor], bdims: int = 2) -> Tensor:
         lead = next(iter(obs.values())).shape[:bdims]
@@ -205,7 +209,9 @@ class Encoder(nn.Module):
             outs.append(self.mlp(D.symlog(x) if self.use_symlog else x))
         if self.spec.images:
             x = torch.cat([obs[k] for k in self.spec.images], -1)
-            x = self.cnn(x.reshape(-1, *x.shape[bdims:])).reshape(*lead, -1)
+            training = self.train_cnn is not None and torch.is_grad_enabled()
+            cnn = self.train_cnn if training else self.cnn
+            x = cnn(x.reshape(-1, *x.shape[bdims:])).reshape(*lead, -1)
             outs.append(x)
         return torch.cat(outs, -1)
 
