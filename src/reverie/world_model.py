@@ -209,8 +209,8 @@ class Encoder(nn.Module):
             outs.append(self.mlp(D.symlog(x) if self.use_symlog else x))
         if self.spec.images:
             x = torch.cat([obs[k] for k in self.spec.images], -1)
-            training = self.train_cnn is not None and torch.is_grad_enabled()
-            cnn = self.train_cnn if training else self.cnn
+            compiled = self.train_cnn is not None and torch.is_grad_enabled()
+            cnn = self.train_cnn if compiled else self.cnn
             x = cnn(x.reshape(-1, *x.shape[bdims:])).reshape(*lead, -1)
             outs.append(x)
         return torch.cat(outs, -1)
