@@ -1,11 +1,13 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from reverie import distributions as D
 
-BINS = D.symmetric_bins(255, 20.0)
+BINS = D.symmetric_bins(255, 20.0)  # the 2023 form's, in symlog space
+RAW_BINS = D.symexp_bins(255, 20.0)  # the 2024 code's
 
 
 def test_symlog_symexp_values_and_inverse():
@@ -33,19 +35,22 @@ def test_twohot_hand_worked():
 
 def test_twohot_round_trip_255_bins():
     y = torch.tensor([-123.4, -1.0, 0.0, 0.3, 7.0, 5000.0])
-    enc = D.twohot(D.symlog(y), BINS)
-    back = D.symexp(enc @ BINS)
-    torch.testing.assert_close(back, y, rtol=1e-4, atol=1e-4)
+    enc = D.twohot(y, RAW_BINS)  # 2024: the raw target between raw-space bins
+    torch.testing.assert_close(enc @ RAW_BINS, y, rtol=1e-5, atol=1e-5)
+    enc = D.twohot(D.symlog(y), BINS)  # 2023: in symlog space
+    torch.testing.assert_close(D.symexp(enc @ BINS), y, rtol=1e-4, atol=1e-4)
 
 
 def test_twohot_log_prob_matches_dense_cross_entropy():
     logits = torch.randn(6, 255)
     y = torch.tensor([-50.0, -0.2, 0.0, 1.0, 30.0, 1e9])
-    dense = (D.twohot(D.symlog(y), BINS) * torch.log_softmax(logits, -1)).sum(-1)
-    torch.testing.assert_close(D.TwoHot(logits, BINS).log_prob(y), dense, rtol=1e-5, atol=1e-5)
-    both = D.TwoHot(logits, BINS).log_prob(y, y.flip(0))
-    other = (D.twohot(D.symlog(y.flip(0)), BINS) * torch.log_softmax(logits, -1)).sum(-1)
-    torch.testing.assert_close(both, dense + other, rtol=1e-5, atol=1e-5)
+    for bins, fwd in ((RAW_BINS, D.identity), (BINS, D.symlog)):
+        dist = D.TwoHot(logits, bins, fwd, D.identity)
+        dense = (D.twohot(fwd(y), bins) * torch.log_softmax(logits, -1)).sum(-1)
+        torch.testing.assert_close(dist.log_prob(y), dense, rtol=1e-5, atol=1e-5)
+        other = (D.twohot(fwd(y.flip(0)), bins) * torch.log_softmax(logits, -1)).sum(-1)
+        both = dist.log_prob(y, y.flip(0))
+        torch.testing.assert_close(both, dense + other, rtol=1e-5, atol=1e-5)
 
 
 def test_symmetric_bins_are_linspace():
@@ -54,18 +59,53 @@ def test_symmetric_bins_are_linspace():
     assert len(D.symmetric_bins(8, 1.0)) == 8 and torch.all(D.symmetric_bins(8) > -21)
 
 
+def test_raw_bins_are_symexp_of_linspace_and_symmetric():
+    torch.testing.assert_close(RAW_BINS, D.symexp(torch.linspace(-20.0, 20.0, 255)))
+    assert torch.all(RAW_BINS == -RAW_BINS.flip(0)) and RAW_BINS[127] == 0.0
+
+
 def test_twohot_zero_logits_predict_exactly_zero():
-    pred = D.TwoHot(torch.zeros(3, 255), BINS).pred()
-    assert torch.all(pred == 0.0)
+    for bins in (BINS, RAW_BINS):
+        pred = D.TwoHot(torch.zeros(3, 255), bins).pred()
+        assert torch.all(pred == 0.0)
 
 
-def test_twohot_pred_is_symexp_of_expected_bin():
+def test_twohot_pred_is_expected_bin():
     logits = torch.randn(4, 255)
     probs = torch.softmax(logits, -1).double()
-    expected = D.symexp(probs @ BINS.double())
     torch.testing.assert_close(
-        D.TwoHot(logits, BINS).pred().double(), expected, rtol=1e-4, atol=1e-5
+        D.TwoHot(logits, RAW_BINS).pred().double(), probs @ RAW_BINS.double(), rtol=1e-4, atol=1e-5
     )
+    torch.testing.assert_close(
+        D.TwoHot(logits, BINS, D.symlog, D.symexp).pred().double(),
+        D.symexp(probs @ BINS.double()),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def fit_to_mixture(values, probs, bins, fwd, bwd, steps=3000) -> float:
+    """Prediction of a free twohot head fitted to targets `values` drawn with `probs`."""
+    logits = torch.zeros(255, requires_grad=True)
+    opt = torch.optim.Adam([logits], lr=0.05)
+    values, probs = torch.tensor(values), torch.tensor(probs)
+    for _ in range(steps):
+        dist = D.TwoHot(logits[None].expand(len(values), 255), bins, fwd, bwd)
+        loss = -(probs * dist.log_prob(values)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return D.TwoHot(logits.detach(), bins, fwd, bwd).pred().item()
+
+
+@pytest.mark.parametrize("values,probs", [([0.0, 100.0], [0.5, 0.5]), ([0.0, 10.0], [0.9, 0.1])])
+def test_twohot_head_fitted_to_a_mixture_predicts_its_mean(values, probs):
+    mean = sum(v * p for v, p in zip(values, probs))
+    raw = fit_to_mixture(values, probs, RAW_BINS, D.identity, D.identity)
+    assert abs(raw - mean) < 0.01 * mean, (raw, mean)
+    # the 2023 form (twohot in symlog space) predicts symexp(E[symlog y]), far below the mean
+    old = fit_to_mixture(values, probs, BINS, D.symlog, D.symexp)
+    assert old < 0.3 * mean, (old, mean)
 
 
 def test_unimix_probabilities():

@@ -30,11 +30,20 @@ def test_upsample_conv_is_nearest_upsampling_then_5x5_conv(channels_last, bias):
 
 
 def test_decoder_matches_its_definition():
-    """The decoder: linear to 4x4, then (upsample x2, conv 5x5, norm, SiLU) stages."""
+    """The 2024 decoder: deter through a block-diagonal linear plus stoch through
+    Linear+Norm+SiLU+Linear, summed to the 4x4 map, Norm+SiLU, then (upsample x2, conv 5x5,
+    norm, SiLU) stages and a sigmoid."""
     torch.manual_seed(0)
-    dec = ConvDecoder(10, 3, depth=2).double()
-    feat = torch.randn(5, 10, dtype=torch.float64)
-    x = dec.linear(feat).reshape(-1, dec.start, 4, 4)
+    deter, stoch, blocks = 16, 12, 8
+    dec = ConvDecoder(deter, stoch, 3, depth=2, units=6, blocks=blocks).double()
+    feat = torch.randn(5, deter + stoch, dtype=torch.float64)
+    h, z = feat[:, :deter], feat[:, deter:]
+    # block g maps its slice of deter to its own slice of the 4x4 map's flat units
+    w, b = dec.space_deter.weight, dec.space_deter.bias  # (G, D/G, 16 C/G), (G, 1, 16 C/G)
+    x0 = torch.cat([h[:, g * 2 : (g + 1) * 2] @ w[g] + b[g] for g in range(blocks)], -1)
+    lin1, norm1, _ = dec.space_stoch
+    x1 = dec.space_out(F.silu(norm1(lin1(z))))
+    x = F.silu(dec.space_norm((x0 + x1).reshape(5, dec.start, 4, 4)))
     for i, conv in enumerate(dec.convs):
         x = conv(F.interpolate(x, scale_factor=2, mode="nearest"))
         if i < len(dec.norms):
@@ -42,3 +51,5 @@ def test_decoder_matches_its_definition():
     expected = torch.sigmoid(x).permute(0, 2, 3, 1)
     torch.testing.assert_close(dec(feat), expected, rtol=0, atol=1e-12)
     assert dec(feat).shape == (5, 64, 64, 3)
+    # every layer has a bias, and the one-layer 2023 input is gone
+    assert all(c.bias is not None for c in dec.convs) and not hasattr(dec, "linear")

@@ -292,7 +292,8 @@ SMOKE = [
 
 
 def run(logdir, steps, *extra):
-    return train_tiny(logdir, steps, [*FAST, *extra])
+    # updates from 16 replay steps on: a smoke run needs a few updates, not a full batch's fill
+    return train_tiny(logdir, steps, [*FAST, "run.train_fill=16", *extra])
 
 
 @pytest.mark.parametrize("env_id, extra", SMOKE)

@@ -35,8 +35,8 @@ def test_train_writes_metrics_checkpoint_and_replay(tmp_path):
     assert train_lines and np.isfinite(train_lines[-1]["loss/total"])
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "config.yaml").exists()
     assert sorted(p.name for p in (tmp_path / "replay").iterdir())[:1] == ["000-00000000.npz"]
-    # the train ratio: one update per 64 / (4 * 8) env steps once training starts
-    assert summary["updates"] == pytest.approx((200 - 9) * 64 / 32, abs=4)
+    # the train ratio: 64 / (4 * 8) updates per env step once replay holds 4 * 8 steps
+    assert summary["updates"] == pytest.approx((200 - 32) * 64 / 32, abs=4)
 
 
 def test_resume_continues_at_same_step(tmp_path):

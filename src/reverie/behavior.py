@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from reverie import distributions as D
-from reverie.nets import MLP, fused_mlps, output_linear
+from reverie.nets import MLP, fused_mlps, linear
 from reverie.world_model import ValueHead, WorldModel
 
 Tensor = torch.Tensor
@@ -70,7 +70,7 @@ class Actor(nn.Module):
         self.discrete, self.unimix = discrete, mc.actor_unimix
         self.minstd, self.maxstd = mc.action_minstd, mc.action_maxstd
         self.mlp = MLP(feat_dim, mc.units, mc.actor_layers, mc.norm)
-        self.out = output_linear(mc.units, act_dim if discrete else 2 * act_dim, scale=0.01)
+        self.out = linear(mc.units, act_dim if discrete else 2 * act_dim, outscale=0.01)
 
     def forward(self, feat: Tensor) -> D.OneHot | D.BoundedNormal:
         return self.head(self.mlp(feat))
@@ -162,16 +162,12 @@ class Behavior(nn.Module):
             # the start state's reward is never used; its continue comes from the data
             reward = wm.reward.head(rew_h[1:]).pred()  # (H, N)
             reward = torch.cat([torch.zeros_like(reward[:1]), reward], 0)  # (H+1, N)
-            cont = wm.cont_head(cont_h[1:]).mode()
-            cont = torch.cat([start_cont[None].to(cont.dtype), cont], 0)
+            cont, gamma, weight = self.discounts(wm.cont_head(cont_h), start_cont)
             slow = self.slow_critic.head(slow_h[:-1]).pred()
         critic_h, actor_h = fused_mlps(feats, [self.critic.mlp, self.actor.mlp])
         critic_dist = self.critic.head(critic_h)
         value = critic_dist.pred().detach()  # (H+1, N)
-        ret = lambda_return(reward, cont, value, self.gamma, bc.lam)  # (H, N)
-        # weight of state t: product of predicted continues before it; the first state has 1
-        weight = torch.cumprod(cont, 0).detach()
-        weight = torch.cat([torch.ones_like(weight[:1]), weight[1:-1]], 0)  # (H, N)
+        ret = lambda_return(reward, cont, value, gamma, bc.lam)  # (H, N)
 
         adv = ret - value[:-1]
         if ab.retnorm == "percentile":
@@ -198,6 +194,24 @@ class Behavior(nn.Module):
         }
         return {"actor": actor, "critic": critic}, ret[0].detach(), metrics
 
+    def discounts(self, cont_dist: D.Bernoulli, start_cont: Tensor) -> tuple[Tensor, float, Tensor]:
+        """Continues (H+1, N), the gamma that multiplies them, and the weights (H, N).
+
+        contdisc (2024 code): the continue probability of every state, start included,
+        already holds the discount (its target is (1 - is_terminal) * gamma); state t is
+        weighted by the product of the continues up to and including its own.
+        Otherwise (2023 code): the mode of the continue head after the start, the start's
+        own from the data, times gamma; the first state is weighted 1.
+        """
+        if self.bc.contdisc:
+            cont = cont_dist.prob()
+            return cont, 1.0, torch.cumprod(cont, 0)[:-1]
+        cont = cont_dist.mode()[1:]
+        cont = torch.cat([start_cont[None].to(cont.dtype), cont], 0)
+        weight = torch.cumprod(cont, 0)
+        weight = torch.cat([torch.ones_like(weight[:1]), weight[1:-1]], 0)
+        return cont, self.gamma, weight
+
     @staticmethod
     def critic_slice(dist, index) -> D.TwoHot | D.MSE:
         if isinstance(dist, D.TwoHot):
@@ -205,9 +219,14 @@ class Behavior(nn.Module):
         return D.MSE(dist._pred[index], dist.dims, dist.fwd, dist.bwd)
 
     def replay_value_loss(self, feat: Tensor, data: dict[str, Tensor], boot: Tensor) -> Tensor:
-        """Critic on replayed states toward real-reward lambda returns (2024 code)."""
+        """Critic on replayed states toward real-reward lambda returns (2024 code).
+
+        feat (B, T, F) carries gradients into the world model unless
+        `behavior.repval_grad` is off. As in the 2024 code, the last step of the sequence
+        (no real successor) and episode ends (`is_last`) have weight 0.
+        """
         bc = self.bc
-        feat = feat.detach()
+        feat = feat if bc.repval_grad else feat.detach()
         cont = 1.0 - data["is_terminal"].float()
         ret = replay_lambda_return(
             data["reward"].float(), cont, data["is_last"], boot, self.gamma, bc.lam
@@ -215,7 +234,9 @@ class Behavior(nn.Module):
         dist = self.critic(feat)
         with torch.no_grad():
             slow = self.slow_critic(feat).pred()
-        return -self._critic_logp(dist, ret.detach(), slow).mean()
+        logp = self._critic_logp(dist, ret.detach(), slow)  # (B, T)
+        weight = (~data["is_last"]).to(logp.dtype)
+        return -(weight * logp)[:, :-1].mean()
 
     def _critic_logp(self, dist, ret: Tensor, slow: Tensor) -> Tensor:
         """log p(ret) + slowreg * log p(slow critic's prediction)."""

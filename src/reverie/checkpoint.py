@@ -13,7 +13,8 @@ from reverie.files import CorruptFileError, atomic_write, strip_footer, with_foo
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"
-FORMAT_VERSION = 1
+# 2: the 2024 parameterisation (biases on every layer, the decoder's block-diagonal input)
+FORMAT_VERSION = 2
 
 
 class CheckpointError(RuntimeError):

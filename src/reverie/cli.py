@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--env", help="env id, e.g. gym:CartPole-v1 (default), gym:Pendulum-v1")
     train.add_argument("--logdir", help="run directory (default: logs/<env>-<timestamp>)")
     train.add_argument("--steps", type=int, help="total env steps of the run")
-    train.add_argument("--size", help="model size preset: 1m 12m 25m 50m 100m 200m 400m")
+    train.add_argument(
+        "--size",
+        help="model size preset: 1m 12m 25m 50m 100m 200m 400m, or paper: the size the "
+        "paper's code runs the domain at (200m; DMC proprio 1m)",
+    )
     train.add_argument("--seed", type=int)
     train.add_argument("--envs", type=int, help="number of parallel envs")
     train.add_argument("--train-ratio", type=float, help="replayed steps per env step")

@@ -50,6 +50,8 @@ class ModelConfig:
     actor_layers: int = 3
     critic_layers: int = 3
     bins: int = 255
+    twohot_space: str = "raw"  # raw: bins at symexp(linspace) (2024 code) | symlog (2023 code)
+    decoder_blocks: int = 8  # image decoder: blocks of the deter -> 4x4 map layer (bspace)
     unimix: float = 0.01
     actor_unimix: float = 0.0  # the 2024 code passes unimix to the policy but does not apply it
     cnn_strided: bool = False  # False: conv + 2x2 max-pool (2024 code); True: stride-2 conv
@@ -88,6 +90,11 @@ class AblationConfig:
 class BehaviorConfig:
     horizon: int = 15
     discount_horizon: float = 333.0  # gamma = 1 - 1/333
+    # continue target (1 - is_terminal) * gamma, imagination discounts by the continue
+    # probability alone and weights start at its cumprod (2024 code); False: the 2023 form,
+    # target 1 - is_terminal, the continue head's mode times gamma, first weight 1
+    contdisc: bool = True
+    repval_grad: bool = True  # the replay value loss trains the world model (2024 code)
     lam: float = 0.95
     actor_entropy: float = 3e-4
     slow_critic_rate: float = 0.02
@@ -135,7 +142,7 @@ class RunConfig:
     train_ratio: float = 512.0  # replayed steps per env step
     batch_size: int = 16
     batch_length: int = 64
-    train_fill: int = 0  # env steps before updates start (0: as soon as one batch fits)
+    train_fill: int = 0  # replay steps before updates start; 0: batch_size * batch_length
     eval_every: int = 10_000  # env steps; 0 disables
     eval_episodes: int = 5
     dream_every: int = 0  # env steps between open-loop dream videos (TensorBoard); 0 = off
@@ -153,7 +160,8 @@ class RunConfig:
 @dataclass
 class Config:
     seed: int = 0
-    size: str = "1m"
+    size: str = "1m"  # a size preset, or "paper": the size the paper's code runs the domain at
+    paper_size: str = "200m"  # that size, set by the domain preset (the code's default: 200m)
     preset: str = ""  # domain preset of configs/domains.yaml; "" picks it by the env's suite
     logdir: str = ""
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -169,6 +177,7 @@ class Config:
 CHOICES = {
     "env.parallel": ("auto", "sync", "async"),
     "model.norm": ("rms", "layer"),
+    "model.twohot_space": ("raw", "symlog"),
     "ablation.retnorm": ("percentile", "none", "advstd"),
     "optim.name": ("laprop", "adam"),
     "replay.selector": ("uniform", "recency"),
@@ -187,6 +196,7 @@ POSITIVE = (
     "model.units",
     "model.blocks",
     "model.bins",
+    "model.decoder_blocks",
     "run.batch_size",
     "run.batch_length",
     "run.train_ratio",
@@ -194,6 +204,12 @@ POSITIVE = (
     "replay.chunk",
     "behavior.horizon",
 )
+
+
+def train_fill(run: RunConfig | DictConfig) -> int:
+    """Replay steps before the first update: `run.train_fill`, by default one batch's worth
+    of steps (batch_size * batch_length, 1024 at the defaults), as in the 2024 code."""
+    return run.train_fill or run.batch_size * run.batch_length
 
 
 def _load_yaml(name: str) -> DictConfig:
@@ -266,9 +282,15 @@ def merge(cfg: DictConfig, *others: DictConfig | dict) -> DictConfig:
     return cfg
 
 
+PAPER = "paper"  # --size paper: the domain's paper_size
+
+
 def size_preset(name: str) -> DictConfig:
     if name not in SIZES:
-        raise ConfigError(f"unknown size {name!r}; valid sizes: {', '.join(SIZES.keys())}")
+        raise ConfigError(
+            f"unknown size {name!r}; valid sizes: {', '.join(SIZES.keys())}, or {PAPER!r} "
+            "for the size the paper runs the domain at"
+        )
     return OmegaConf.create({"model": SIZES[name]})
 
 
@@ -298,12 +320,15 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value is None or value <= 0:
             raise ConfigError(f"bad value {value!r} for {key!r}; it must be > 0")
-    if cfg.model.deter % cfg.model.blocks:
-        raise ConfigError(
-            f"model.deter={cfg.model.deter} is not divisible by model.blocks={cfg.model.blocks}"
-        )
-    if cfg.size not in SIZES:
-        raise ConfigError(f"unknown size {cfg.size!r}; valid sizes: {', '.join(SIZES.keys())}")
+    for blocks in ("blocks", "decoder_blocks"):
+        if cfg.model.deter % cfg.model[blocks]:
+            raise ConfigError(
+                f"model.deter={cfg.model.deter} is not divisible by "
+                f"model.{blocks}={cfg.model[blocks]}"
+            )
+    for key in ("size", "paper_size"):
+        if cfg[key] not in SIZES:
+            raise ConfigError(f"unknown {key} {cfg[key]!r}; valid sizes: {', '.join(SIZES.keys())}")
     if cfg.env.step_timeout < 0:
         raise ConfigError("env.step_timeout must be >= 0 (0 waits forever)")
     if cfg.replay.disk_budget_mb < 0:
@@ -335,9 +360,11 @@ def make_config(
         OmegaConf.create({"env": {"id": cfg.env.id}, "preset": cfg.preset}), flag_cfg, user
     )
     domain = domain_preset(str(probe.env.id), str(probe.preset or ""))
-    probe = OmegaConf.merge(OmegaConf.create({"size": cfg.size}), domain, flag_cfg, user)
-    size = str(probe.size)
-    cfg = merge(cfg, {"size": size}, size_preset(size), domain, flag_cfg, user)
+    probe = OmegaConf.merge(
+        OmegaConf.create({"size": cfg.size, "paper_size": cfg.paper_size}), domain, flag_cfg, user
+    )
+    size = str(probe.paper_size) if str(probe.size) == PAPER else str(probe.size)
+    cfg = merge(cfg, size_preset(size), domain, flag_cfg, user, {"size": size})
     return _finish(cfg)
 
 
@@ -356,6 +383,16 @@ def _finish(cfg: DictConfig) -> DictConfig:
     validate(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+def size_note(cfg: DictConfig) -> str:
+    """Whether the run's model size is the one the paper's code uses for its domain."""
+    if cfg.size == cfg.paper_size:
+        return f"size {cfg.size}, the paper's for this domain"
+    return (
+        f"size {cfg.size}, not the paper's: its code runs this domain at {cfg.paper_size} "
+        f"(--size {PAPER})"
+    )
 
 
 def to_yaml(cfg: DictConfig) -> str:

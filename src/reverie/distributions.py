@@ -36,6 +36,12 @@ def symmetric_bins(num: int = 255, limit: float = 20.0) -> Tensor:
     return torch.cat([-half.flip(0), half])
 
 
+def symexp_bins(num: int = 255, limit: float = 20.0) -> Tensor:
+    """The 2024 code's twohot bins in raw space: `symexp(linspace(-limit, limit, num))`,
+    symmetric around an exact 0."""
+    return symexp(symmetric_bins(num, limit))
+
+
 def twohot_weights(y: Tensor, bins: Tensor) -> tuple[Tensor, Tensor]:
     """Lower bin index k (...) and weight of the upper bin k+1 (...) for targets y (...).
 
@@ -72,13 +78,16 @@ def symmetric_expectation(probs: Tensor, bins: Tensor) -> Tensor:
 
 
 class TwoHot:
-    """Categorical over fixed bins in transformed space, trained with twohot targets.
+    """Categorical over fixed bins, trained with twohot targets.
 
-    `fwd`/`bwd` are the space transforms (symlog/symexp by default): the target is
-    encoded as `twohot(fwd(y))` and the prediction is `bwd(probs @ bins)`.
+    `fwd`/`bwd` map values into the bins' space and back. The 2024 code's form is the
+    default: bins in raw space (`symexp_bins`), the target itself interpolated between its
+    two neighbouring bins, the prediction `probs @ bins`. With `fwd=symlog, bwd=symexp`
+    over linspace bins it is the 2023 form, `twohot(symlog(y))` predicting
+    `symexp(probs @ bins)`, which a mixture of targets pulls toward 0.
     """
 
-    def __init__(self, logits: Tensor, bins: Tensor, fwd=symlog, bwd=symexp):
+    def __init__(self, logits: Tensor, bins: Tensor, fwd=identity, bwd=identity):
         self.logits = logits
         self.bins = bins
         self.fwd, self.bwd = fwd, bwd

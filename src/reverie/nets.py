@@ -1,4 +1,8 @@
-"""Layers: Linear+Norm+SiLU, block-diagonal linear, MLP, 64x64 conv encoder/decoder."""
+"""Layers: Linear+Norm+SiLU, block-diagonal linear, MLP, 64x64 conv encoder/decoder.
+
+Every linear and conv layer has a bias, zero-initialised, as in the 2024 code: RMSNorm has
+a scale only, so a bias-free layer before it could not see the scale of its input.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,41 @@ from torch import nn
 
 Tensor = torch.Tensor
 NORM_EPS = 1e-4
-
-
-def init_linear_(weight: Tensor, scale: float = 1.0) -> None:
-    """Truncated normal with variance `scale / fan_avg` (the 2024 code's initialiser)."""
-    if scale == 0.0:
-        nn.init.zeros_(weight)
-        return
-    receptive = weight[0][0].numel() if weight.dim() > 2 else 1
-    trunc_normal_fan_(weight, weight.shape[1] * receptive, weight.shape[0] * receptive, scale)
+# std of a unit normal truncated at 2 std: dividing by it gives the truncated draw unit std
+TRUNC_STD = 0.87962566103423978
 
 
 @torch.no_grad()
-def trunc_normal_fan_(weight: Tensor, fan_in: int, fan_out: int, scale: float = 1.0) -> None:
-    # 0.8796 is the std of a unit normal truncated at 2 std
-    std = math.sqrt(scale / ((fan_in + fan_out) / 2)) / 0.87962566103423978
+def init_linear_(weight: Tensor, outscale: float = 1.0, fan_in: int | None = None) -> None:
+    """The 2024 code's `trunc_normal_in`: truncated normal, std `outscale * sqrt(1 / fan_in)`.
+
+    `fan_in` is the input width times the kernel area (from `weight`, shaped (out, in, ...),
+    unless given: a block-diagonal layer's fan_in is its whole input width). `outscale` 0
+    gives zeros (the reward and critic output layers).
+    """
+    if outscale == 0.0:
+        nn.init.zeros_(weight)
+        return
+    if fan_in is None:
+        receptive = weight[0][0].numel() if weight.dim() > 2 else 1
+        fan_in = weight.shape[1] * receptive
+    std = outscale * math.sqrt(1.0 / fan_in) / TRUNC_STD
     nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
+
+
+def linear(inp: int, out: int, outscale: float = 1.0, fan_in: int | None = None) -> nn.Linear:
+    """nn.Linear with the 2024 initialiser and a zero bias."""
+    layer = nn.Linear(inp, out)
+    init_linear_(layer.weight, outscale, fan_in)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def conv(inp: int, out: int, kernel: int = 5, stride: int = 1, outscale: float = 1.0) -> nn.Conv2d:
+    layer = nn.Conv2d(inp, out, kernel, stride=stride, padding=kernel // 2)
+    init_linear_(layer.weight, outscale)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 class RMSNorm(nn.RMSNorm):
@@ -44,12 +67,11 @@ def make_norm(dim: int, kind: str) -> nn.Module:
 
 
 class Dense(nn.Module):
-    """Linear (no bias) -> Norm -> SiLU."""
+    """Linear -> Norm -> SiLU."""
 
     def __init__(self, inp: int, out: int, norm: str = "rms"):
         super().__init__()
-        self.linear = nn.Linear(inp, out, bias=False)
-        init_linear_(self.linear.weight)
+        self.linear = linear(inp, out)
         self.norm = make_norm(out, norm)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -77,7 +99,9 @@ def fused_mlps(x: Tensor, mlps: list[MLP]) -> list[Tensor]:
     firsts = [m.layers[0] for m in deep]
     if firsts:
         weight = torch.cat([d.linear.weight for d in firsts], 0)  # (sum of widths, in)
-        pre = iter((x @ weight.t()).split([d.linear.out_features for d in firsts], -1))
+        bias = torch.cat([d.linear.bias for d in firsts], 0)
+        pre = nn.functional.linear(x, weight, bias)
+        pre = iter(pre.split([d.linear.out_features for d in firsts], -1))
     outs = []
     for m in mlps:
         if not len(m.layers):
@@ -88,23 +112,17 @@ def fused_mlps(x: Tensor, mlps: list[MLP]) -> list[Tensor]:
     return outs
 
 
-def output_linear(inp: int, out: int, scale: float = 1.0) -> nn.Linear:
-    layer = nn.Linear(inp, out)
-    init_linear_(layer.weight, scale)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
 class BlockLinear(nn.Module):
     """Block-diagonal linear: G independent (in/G -> out/G) maps as one batched matmul."""
 
-    def __init__(self, inp: int, out: int, blocks: int):
+    def __init__(self, inp: int, out: int, blocks: int, fan_in: int | None = None):
         super().__init__()
         assert inp % blocks == 0 and out % blocks == 0, (inp, out, blocks)
         i, o = inp // blocks, out // blocks
         self.weight = nn.Parameter(torch.empty(blocks, i, o))
         self.bias = nn.Parameter(torch.zeros(blocks, 1, o))
-        trunc_normal_fan_(self.weight, i, o)
+        # fan_in is the whole input width, as in the 2024 code, not one block's
+        init_linear_(self.weight, fan_in=fan_in or inp)
 
     def forward(self, x: Tensor) -> Tensor:
         # x: (N, G, in/G) -> (N, G, out/G)
@@ -121,9 +139,7 @@ class ConvEncoder(nn.Module):
         self.norms = nn.ModuleList()
         inp = channels
         for m in mults:
-            conv = nn.Conv2d(inp, depth * m, 5, stride=2 if strided else 1, padding=2, bias=False)
-            init_linear_(conv.weight)
-            self.convs.append(conv)
+            self.convs.append(conv(inp, depth * m, 5, stride=2 if strided else 1))
             self.norms.append(ChannelNorm(depth * m))
             inp = depth * m
         self.out_dim = inp * 4 * 4
@@ -133,8 +149,8 @@ class ConvEncoder(nn.Module):
     def forward(self, image: Tensor) -> Tensor:
         # image: (N, H, W, C) uint8 -> (N, out_dim)
         x = image.permute(0, 3, 1, 2).float() / 255.0 - 0.5
-        for conv, norm in zip(self.convs, self.norms):
-            x = conv(x)
+        for layer, norm in zip(self.convs, self.norms):
+            x = layer(x)
             if not self.strided:
                 x = torch.nn.functional.max_pool2d(x, 2)
             x = torch.nn.functional.silu(norm(x))
@@ -157,31 +173,55 @@ class ChannelNorm(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Features -> 4x4 map -> 4 stages of nearest x2 upsampling + conv -> 64x64 sigmoid image."""
+    """Latent state -> 4x4 map -> 4 stages of nearest x2 upsampling + conv -> 64x64 sigmoid image.
 
-    def __init__(self, inp: int, channels: int, depth: int, mults=(2, 3, 4, 4)):
+    The 4x4 map is the 2024 code's (`bspace: 8`): `deter` through a block-diagonal linear
+    and the flat `stoch` through Linear(2 units)+Norm+SiLU then Linear, summed, then
+    Norm+SiLU; the block-diagonal map keeps the first layer small at large `deter`.
+    """
+
+    def __init__(
+        self,
+        deter: int,
+        stoch: int,
+        channels: int,
+        depth: int,
+        units: int,
+        blocks: int = 8,
+        mults=(2, 3, 4, 4),
+    ):
         super().__init__()
         depths = [depth * m for m in reversed(mults)]  # 4x4 stage first
-        self.start = depths[0]
-        self.linear = nn.Linear(inp, depths[0] * 16)
-        init_linear_(self.linear.weight)
+        self.deter, self.start = deter, depths[0]
+        self.space_deter = BlockLinear(deter, 16 * depths[0], blocks)
+        self.space_stoch = nn.Sequential(
+            linear(stoch, 2 * units), make_norm(2 * units, "rms"), nn.SiLU()
+        )
+        self.space_out = linear(2 * units, 16 * depths[0])
+        self.space_norm = ChannelNorm(depths[0])
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
         outs = depths[1:] + [channels]
         for i, (a, b) in enumerate(zip(depths, outs)):
-            conv = nn.Conv2d(a, b, 5, padding=2, bias=(i == len(outs) - 1))
-            init_linear_(conv.weight)
-            self.convs.append(conv)
+            self.convs.append(conv(a, b, 5))
             if i < len(outs) - 1:
                 self.norms.append(ChannelNorm(b))
         self.to(memory_format=torch.channels_last)
 
+    def space(self, feat: Tensor) -> Tensor:
+        """The 4x4 map before its norm: feat (N, deter + stoch) -> (N, C, 4, 4)."""
+        n = feat.shape[0]
+        deter, stoch = feat[:, : self.deter], feat[:, self.deter :]
+        blocks = self.space_deter.weight.shape[0]
+        x0 = self.space_deter(deter.reshape(n, blocks, -1)).reshape(n, self.start, 4, 4)
+        x1 = self.space_out(self.space_stoch(stoch)).reshape(n, self.start, 4, 4)
+        return (x0 + x1).contiguous(memory_format=torch.channels_last)
+
     def forward(self, feat: Tensor) -> Tensor:
         # feat: (N, F) -> (N, H, W, C) in [0, 1]
-        x = self.linear(feat).reshape(-1, self.start, 4, 4)
-        x = x.contiguous(memory_format=torch.channels_last)
-        for i, conv in enumerate(self.convs):
-            x = upsample_conv(x, conv.weight, conv.bias)
+        x = torch.nn.functional.silu(self.space_norm(self.space(feat)))
+        for i, layer in enumerate(self.convs):
+            x = upsample_conv(x, layer.weight, layer.bias)
             if i < len(self.norms):
                 x = torch.nn.functional.silu(self.norms[i](x))
         return torch.sigmoid(x).permute(0, 2, 3, 1)

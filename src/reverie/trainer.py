@@ -19,7 +19,15 @@ from omegaconf import DictConfig, OmegaConf
 from reverie import checkpoint
 from reverie.accel import describe
 from reverie.agent import Agent
-from reverie.config import ConfigError, all_keys, from_yaml, make_config, to_yaml
+from reverie.config import (
+    ConfigError,
+    all_keys,
+    from_yaml,
+    make_config,
+    size_note,
+    to_yaml,
+    train_fill,
+)
 from reverie.envs import describe_spaces, make_env, make_vector_env, uses_workers
 from reverie.envs.episode_stats import EpisodeStats, info_at
 from reverie.files import pause_for_test, remove_stale_temps
@@ -136,6 +144,7 @@ class Trainer:
         self.logger: Logger | None = None
         self._resume()
         (self.logdir / "config.yaml").write_text(to_yaml(cfg))
+        print(f"reverie: {size_note(self.cfg)}", file=sys.stderr)
         print(f"reverie: {describe(self.agent.compiled, self.agent.precision)}", file=sys.stderr)
 
     # -------------------------------------------------------------- resuming
@@ -198,7 +207,7 @@ class Trainer:
         rc = self.cfg.run
         if self.train_start is None:
             length = rc.batch_length + self.cfg.replay.context
-            if self.step < rc.train_fill or not self.replay.can_sample(length):
+            if self.replay.size < train_fill(rc) or not self.replay.can_sample(length):
                 return 0
             self.train_start = self.step
         per_update = rc.batch_size * rc.batch_length

@@ -15,9 +15,9 @@ from reverie.nets import (
     ConvDecoder,
     ConvEncoder,
     Dense,
+    init_linear_,
+    linear,
     make_norm,
-    output_linear,
-    trunc_normal_fan_,
 )
 
 Tensor = torch.Tensor
@@ -54,21 +54,25 @@ class RSSM(nn.Module):
         self.in_stoch = Dense(mc.stoch * mc.classes, h, mc.norm)
         self.in_action = Dense(act_dim, h, mc.norm)
         # the block-diagonal hidden layer: each block reads its own slice of h plus all
-        # three inputs; the shared-input part is one dense matmul instead of G copies
-        self.gru_hidden = BlockLinear(mc.deter, mc.deter, g)
+        # three inputs; the shared-input part is one dense matmul instead of G copies. Both
+        # parts are one layer of the 2024 code, whose fan_in is its whole input width
+        # (G blocks of deter/G + 3H), and one bias (the BlockLinear's) serves both
+        fan_in = mc.deter + 3 * h * g
+        self.gru_hidden = BlockLinear(mc.deter, mc.deter, g, fan_in=fan_in)
         self.gru_hidden_in = nn.Linear(3 * h, mc.deter, bias=False)
-        block_in, block_out = mc.deter // g + 3 * h, mc.deter // g
-        trunc_normal_fan_(self.gru_hidden.weight, block_in, block_out)
-        trunc_normal_fan_(self.gru_hidden_in.weight, block_in, block_out)
+        init_linear_(self.gru_hidden_in.weight, fan_in=fan_in)
         self.gru_hidden_norm = make_norm(mc.deter, mc.norm)
         self.gru = BlockLinear(mc.deter, 3 * mc.deter, g)
         self.prior_net = MLP(mc.deter, h, 2, mc.norm)
-        self.prior_out = output_linear(h, mc.stoch * mc.classes)
-        # posterior: one layer on concat(h, embed), split so the embed part runs once per batch
+        self.prior_out = linear(h, mc.stoch * mc.classes)
+        # posterior: one layer on concat(h, embed), split so the embed part runs once per
+        # batch; its fan_in is the concatenation's width and the bias sits on the embed part
+        fan_in = mc.deter + embed_dim
         self.post_deter = nn.Linear(mc.deter, h, bias=False)
-        self.post_embed = nn.Linear(embed_dim, h, bias=False)
+        init_linear_(self.post_deter.weight, fan_in=fan_in)
+        self.post_embed = linear(embed_dim, h, fan_in=fan_in)
         self.post_norm = make_norm(h, mc.norm)
-        self.post_out = output_linear(h, mc.stoch * mc.classes)
+        self.post_out = linear(h, mc.stoch * mc.classes)
         self.feat_dim = mc.deter + mc.stoch * mc.classes
         self.observe_chunk = OBSERVE_CHUNK
 
@@ -225,9 +229,12 @@ class Decoder(nn.Module):
         vec = sum(spec.vectors.values())
         if vec:
             self.mlp = MLP(feat_dim, mc.units, mc.dec_layers, mc.norm)
-            self.vec_out = output_linear(mc.units, vec)
+            self.vec_out = linear(mc.units, vec)
         if spec.images:
-            self.cnn = ConvDecoder(feat_dim, spec.image_channels, mc.depth)
+            stoch = feat_dim - mc.deter
+            self.cnn = ConvDecoder(
+                mc.deter, stoch, spec.image_channels, mc.depth, mc.units, mc.decoder_blocks
+            )
 
     def forward(self, feat: Tensor) -> dict[str, D.MSE]:
         """Distributions per observation key; their log_prob takes the raw observation."""
@@ -270,7 +277,11 @@ class WorldModel(nn.Module):
         self.decoder = Decoder(spec, feat, mc, ab.symlog)
         self.reward = ValueHead(feat, mc, mc.reward_layers, cfg)
         self.cont_net = MLP(feat, mc.units, mc.cont_layers, mc.norm)
-        self.cont_out = output_linear(mc.units, 1)
+        self.cont_out = linear(mc.units, 1)
+        # `behavior.contdisc` (2024 code): the continue target carries the discount,
+        # (1 - is_terminal) * (1 - 1/horizon), and imagination uses no separate gamma
+        bc = cfg.behavior
+        self.cont_target_scale = 1.0 - 1.0 / bc.discount_horizon if bc.contdisc else 1.0
 
     def cont(self, feat: Tensor) -> D.Bernoulli:
         return self.cont_head(self.cont_net(feat))
@@ -298,7 +309,8 @@ class WorldModel(nn.Module):
             losses[f"dec_{key}"] = -dist.log_prob(data[key])
         task_feat = feat if ab.task_grad else feat.detach()
         losses["rew"] = -self.reward(task_feat).log_prob(data["reward"])
-        losses["con"] = -self.cont(task_feat).log_prob(1.0 - data["is_terminal"].float())
+        cont = (1.0 - data["is_terminal"].float()) * self.cont_target_scale
+        losses["con"] = -self.cont(task_feat).log_prob(cont)
         post_lp = torch.log(D.unimix_probs(post.float(), self.rssm.unimix))
         prior_lp = torch.log(D.unimix_probs(prior.float(), self.rssm.unimix))
         dyn = D.categorical_kl(post_lp.detach(), prior_lp).sum(-1)  # (B, T)
@@ -316,17 +328,27 @@ class WorldModel(nn.Module):
 
 
 class ValueHead(nn.Module):
-    """MLP -> twohot over 255 bins (zero-initialised output), or one MSE value (twohot off)."""
+    """MLP -> twohot over 255 bins (zero-initialised output), or one MSE value (twohot off).
+
+    The 2024 code's `symexp_twohot` (`model.twohot_space=raw`): bins at
+    `symexp(linspace(-20, 20))`, the target interpolated between its raw-space neighbours
+    and the prediction `probs @ bins`. `model.twohot_space=symlog` is the 2023 form, twohot
+    of `symlog(y)` over `linspace(-20, 20)` predicting `symexp(probs @ bins)`, which is
+    biased toward 0 for stochastic targets (tests/test_distributions.py).
+    """
 
     def __init__(self, inp: int, mc, layers: int, cfg):
         super().__init__()
         ab = cfg.ablation
         self.twohot = ab.twohot
-        self.fwd = D.symlog if ab.symlog else D.identity
-        self.bwd = D.symexp if ab.symlog else D.identity
+        squash = ab.symlog and not (self.twohot and mc.twohot_space == "raw")
+        self.fwd = D.symlog if squash else D.identity
+        self.bwd = D.symexp if squash else D.identity
         self.mlp = MLP(inp, mc.units, layers, mc.norm)
-        self.out = output_linear(mc.units, mc.bins if self.twohot else 1, scale=0.0)
-        self.register_buffer("bins", D.symmetric_bins(mc.bins, 20.0), persistent=False)
+        self.out = linear(mc.units, mc.bins if self.twohot else 1, outscale=0.0)
+        raw = ab.symlog and not squash
+        bins = D.symexp_bins(mc.bins, 20.0) if raw else D.symmetric_bins(mc.bins, 20.0)
+        self.register_buffer("bins", bins, persistent=False)
 
     def forward(self, feat: Tensor) -> D.TwoHot | D.MSE:
         return self.head(self.mlp(feat))
