@@ -216,10 +216,15 @@ def test_laprop_warmup_scales_first_steps():
     w = agent.wm.encoder.mlp.layers[0].linear.weight
     before = w.detach().clone()
     agent.update(random_batch(cfg, VEC, DISCRETE))
-    # first step: lr * 1/100 warm-up, and a first LaProp step moves each weight by lr
-    # (up to float32 rounding of the weights themselves)
+    # as in the 2024 code the warm-up is read before the step count advances: the first
+    # step has lr 0, the second lr * 1/100
+    assert torch.equal(w.detach(), before)
+    agent.update(random_batch(cfg, VEC, DISCRETE))
+    # LaProp's second step moves a weight by lr * (0.09 g1/|g1| + 0.1 g2/rms(g1, g2)) / 0.19:
+    # between 0.05 and 1.22 times lr for two gradients of one sign (updates sample latents,
+    # so the two gradients differ); the exact steps are in test_official_parity.py
     step = (w.detach() - before).abs().max().item()
-    assert step == pytest.approx(cfg.optim.lr / 100, rel=0.1)
+    assert 0.9 * cfg.optim.lr / 100 < step < 1.25 * cfg.optim.lr / 100
 
 
 def test_replay_context_starts_from_stored_latent():

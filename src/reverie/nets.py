@@ -13,8 +13,9 @@ from torch import nn
 
 Tensor = torch.Tensor
 NORM_EPS = 1e-4
-# std of a unit normal truncated at 2 std: dividing by it gives the truncated draw unit std
-TRUNC_STD = 0.87962566103423978
+# 1 / std of a unit normal truncated at 2 std (0.8796), as the 2024 code rounds it: the
+# truncated draw times this has unit std
+TRUNC_UNIT = 1.1368
 
 
 @torch.no_grad()
@@ -31,7 +32,7 @@ def init_linear_(weight: Tensor, outscale: float = 1.0, fan_in: int | None = Non
     if fan_in is None:
         receptive = weight[0][0].numel() if weight.dim() > 2 else 1
         fan_in = weight.shape[1] * receptive
-    std = outscale * math.sqrt(1.0 / fan_in) / TRUNC_STD
+    std = outscale * math.sqrt(1.0 / fan_in) * TRUNC_UNIT
     nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
 
 

@@ -58,7 +58,9 @@ class LaProp(torch.optim.Optimizer):
             normed = torch._foreach_div(grads, denom)
             torch._foreach_mul_(mus, b1)
             torch._foreach_add_(mus, normed, alpha=1 - b1)
-            warm = torch.clamp(step / max(1, group["warmup"]), max=1.0)
+            # the 2024 code's linear warm-up is read at the step count before this step
+            # (0, 1, 2, ...), so with a warm-up the first step moves nothing
+            warm = torch.clamp((step - 1) / group["warmup"], max=1.0) if group["warmup"] else 1.0
             lr = -group["lr"] * warm / (1 - b1**step)
             torch._foreach_add_(params, torch._foreach_mul(mus, lr))
         return None
