@@ -84,6 +84,17 @@ def test_twohot_pred_is_expected_bin():
     )
 
 
+def test_raw_twohot_resolves_small_predictions_beside_huge_bins():
+    """A near-uniform head whose mass shifts slightly toward +1: a dot product over each
+    half of the raw bins (up to 4.85e8) rounded such a prediction to 0 in float32."""
+    logits = torch.zeros(4, 255)
+    logits[:, 128:131] += torch.tensor([[0.01], [0.05], [0.2], [1.0]])  # bins 0.17-0.6
+    expected = torch.softmax(logits.double(), -1) @ RAW_BINS.double()
+    pred = D.TwoHot(logits, RAW_BINS).pred()
+    assert torch.all(expected > 4e-5)
+    torch.testing.assert_close(pred.double(), expected, rtol=1e-3, atol=1e-6)
+
+
 def fit_to_mixture(values, probs, bins, fwd, bwd, steps=3000) -> float:
     """Prediction of a free twohot head fitted to targets `values` drawn with `probs`."""
     logits = torch.zeros(255, requires_grad=True)

@@ -40,6 +40,11 @@ def test_twohot_bins_predictions_and_losses():
         -dist.log_prob(t(ref["targets"])), t(ref["loss"]), rtol=1e-5, atol=1e-5
     )
     assert D.TwoHot(torch.zeros(255), bins).pred().item() == ref["uniform_logits_pred"] == 0.0
+    # logits peaked near the middle bins: predictions of order 0.1 beside bins of 4.85e8
+    dist = D.TwoHot(t(ref["centered_logits"]), bins)
+    torch.testing.assert_close(dist.pred(), t(ref["centered_pred"]), rtol=1e-4, atol=1e-6)
+    loss = -dist.log_prob(t(ref["targets"]))
+    torch.testing.assert_close(loss, t(ref["centered_loss"]), rtol=1e-5, atol=1e-5)
 
 
 def test_twohot_mixture_fits_like_the_official_head():

@@ -64,17 +64,21 @@ def twohot(y: Tensor, bins: Tensor) -> Tensor:
 
 
 def symmetric_expectation(probs: Tensor, bins: Tensor) -> Tensor:
-    """`probs @ bins` as two half sums (below and above the middle bin).
+    """`probs @ bins` for bins symmetric around zero, summed as the 2024 code sums it: each
+    pair of mirrored bins first (from the middle out), then the pairs.
 
-    With bins symmetric around zero, an all-equal distribution gives exactly 0,
-    which one dot product over all bins misses by rounding error.
+    Raw-space bins reach 4.85e8: a dot product over each half would leave two sums near
+    1e7 whose difference loses everything below float32's resolution there (about 1), so a
+    head predicting 0.3 would read 0. Mirrored bins whose probabilities are equal (all the
+    far bins a head has not learned to tell apart) cancel exactly pair by pair, and an
+    all-equal distribution gives exactly 0.
     """
     n = bins.shape[0]
     half = n // 2
-    lower = probs[..., :half] @ bins[:half]
-    upper = probs[..., n - half :].flip(-1) @ bins[n - half :].flip(-1)
-    middle = probs[..., half] * bins[half] if n % 2 else 0.0
-    return (lower + upper) + middle
+    lower = (probs[..., :half] * bins[:half]).flip(-1)  # (..., half), nearest the middle first
+    upper = probs[..., n - half :] * bins[n - half :]
+    total = (lower + upper).sum(-1)
+    return total + probs[..., half] * bins[half] if n % 2 else total
 
 
 class TwoHot:
