@@ -449,12 +449,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plot-only", action="store_true", help="re-plot OUT/series.json without running"
     )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="SERIES",
+        help="combine the runs of several series.json (e.g. one invocation per code or seed; "
+        "later files win for the same code and seed) into OUT/series.json and plot it",
+    )
     return p
+
+
+def merge_series(paths: list[str]) -> dict:
+    """One series from several invocations' series.json; they must share the task setup."""
+    merged: dict = {"config": None, "runs": {c: {} for c in CODES}}
+    same = ("env", "size", "train_ratio", "batch_size", "batch_length", "envs")
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        config = data["config"]
+        if merged["config"] is None:
+            merged["config"] = dict(config, seeds=[])
+        elif any(config[k] != merged["config"][k] for k in same):
+            raise SystemExit(f"vs_official: {path} has another setup than {paths[0]}")
+        for code, runs in data["runs"].items():
+            merged["runs"][code].update(runs)
+    merged["config"]["seeds"] = sorted({int(s) for runs in merged["runs"].values() for s in runs})
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
+    if args.merge:
+        data = merge_series(args.merge)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "series.json").write_text(json.dumps(data))
+        write_outputs(data, out, args.smooth)
+        return 0
     if args.plot_only:
         write_outputs(json.loads((out / "series.json").read_text()), out, args.smooth)
         return 0
