@@ -159,7 +159,7 @@ class Behavior(nn.Module):
             rew_h, cont_h, slow_h = fused_mlps(
                 feats, [wm.reward.mlp, wm.cont_net, self.slow_critic.mlp]
             )
-            # the start state's reward is never used; its continue comes from the data
+            # the start state's reward is never used; its continue: see `discounts`
             reward = wm.reward.head(rew_h[1:]).pred()  # (H, N)
             reward = torch.cat([torch.zeros_like(reward[:1]), reward], 0)  # (H+1, N)
             cont, gamma, weight = self.discounts(wm.cont_head(cont_h), start_cont)
