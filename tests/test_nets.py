@@ -41,8 +41,7 @@ def test_decoder_matches_its_definition():
     # block g maps its slice of deter to its own slice of the 4x4 map's flat units
     w, b = dec.space_deter.weight, dec.space_deter.bias  # (G, D/G, 16 C/G), (G, 1, 16 C/G)
     x0 = torch.cat([h[:, g * 2 : (g + 1) * 2] @ w[g] + b[g] for g in range(blocks)], -1)
-    lin1, norm1, _ = dec.space_stoch
-    x1 = dec.space_out(F.silu(norm1(lin1(z))))
+    x1 = dec.space_out(F.silu(dec.space_stoch.norm(dec.space_stoch.linear(z))))
     x = F.silu(dec.space_norm((x0 + x1).reshape(5, dec.start, 4, 4)))
     for i, conv in enumerate(dec.convs):
         x = conv(F.interpolate(x, scale_factor=2, mode="nearest"))

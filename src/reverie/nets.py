@@ -195,9 +195,7 @@ class ConvDecoder(nn.Module):
         depths = [depth * m for m in reversed(mults)]  # 4x4 stage first
         self.deter, self.start = deter, depths[0]
         self.space_deter = BlockLinear(deter, 16 * depths[0], blocks)
-        self.space_stoch = nn.Sequential(
-            linear(stoch, 2 * units), make_norm(2 * units, "rms"), nn.SiLU()
-        )
+        self.space_stoch = Dense(stoch, 2 * units)
         self.space_out = linear(2 * units, 16 * depths[0])
         self.space_norm = ChannelNorm(depths[0])
         self.convs = nn.ModuleList()
