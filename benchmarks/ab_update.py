@@ -16,14 +16,12 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
-from profile_update import random_batch
 
-from reverie.agent import ActSpec, Agent
+from reverie.agent import Agent
 from reverie.config import make_config
 from reverie.perf import tune_malloc
-from reverie.world_model import ObsSpec
+from reverie.specs import ActSpec, ObsSpec, random_batch
 
 
 def main() -> None:
@@ -44,7 +42,7 @@ def main() -> None:
         cfg = make_config(overrides.split(), size=args.size)
         torch.manual_seed(cfg.seed)
         agents.append(Agent(spec, act, cfg, "cpu"))
-        batches.append(random_batch(cfg, spec, act, np.random.default_rng(0)))
+        batches.append(random_batch(cfg, spec, act, seed=0, ends=0.01))
     times: list[list[float]] = [[] for _ in agents]
     for round_ in range(args.warmup + args.updates):
         for i, (agent, batch) in enumerate(zip(agents, batches)):

@@ -17,16 +17,14 @@ import argparse
 import os
 import sys
 
-import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(__file__))
-from profile_update import random_batch  # noqa: E402
 
-from reverie.agent import ActSpec, Agent  # noqa: E402
+from reverie.agent import Agent  # noqa: E402
 from reverie.config import make_config  # noqa: E402
-from reverie.world_model import ObsSpec  # noqa: E402
+from reverie.specs import ActSpec, ObsSpec, random_batch  # noqa: E402
 
 PEAK_GFLOPS = float(os.environ.get("REVERIE_PEAK_GFLOPS", 190))
 
@@ -44,7 +42,7 @@ def split(size: str, image: bool) -> dict[str, float]:
     act = ActSpec(True, 2)
     torch.manual_seed(0)
     agent = Agent(spec, act, cfg, "cpu")
-    batch = random_batch(cfg, spec, act, np.random.default_rng(0))
+    batch = random_batch(cfg, spec, act, seed=0, ends=0.01)
     b, t = batch["is_first"].shape
     rssm, wm = agent.wm.rssm, agent.wm
 

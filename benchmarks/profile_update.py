@@ -8,30 +8,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
-from reverie.agent import ActSpec, Agent
+from reverie.agent import Agent
 from reverie.config import make_config
 from reverie.perf import tune_malloc
-from reverie.world_model import ObsSpec
-
-
-def random_batch(cfg, spec: ObsSpec, act: ActSpec, rng) -> dict[str, torch.Tensor]:
-    b, t = cfg.run.batch_size, cfg.run.batch_length + cfg.replay.context
-    data = {k: rng.normal(size=(b, t, n)).astype(np.float32) for k, n in spec.vectors.items()}
-    data.update(
-        {k: rng.integers(0, 255, (b, t, *s), dtype=np.uint8) for k, s in spec.images.items()}
-    )
-    acts = rng.integers(0, act.dim, (b, t))
-    data["action"] = np.eye(act.dim, dtype=np.float32)[acts]
-    data["reward"] = rng.normal(size=(b, t)).astype(np.float32)
-    data["is_first"] = rng.random((b, t)) < 0.01
-    data["is_last"] = rng.random((b, t)) < 0.01
-    data["is_terminal"] = data["is_last"].copy()
-    data["deter"] = rng.normal(size=(b, t, cfg.model.deter)).astype(np.float16)
-    data["stoch"] = rng.integers(0, cfg.model.classes, (b, t, cfg.model.stoch), dtype=np.uint8)
-    return {k: torch.as_tensor(v) for k, v in data.items()}
+from reverie.specs import ActSpec, ObsSpec, random_batch
 
 
 def main() -> None:
@@ -48,7 +30,7 @@ def main() -> None:
     spec = ObsSpec({}, {"image": (64, 64, 3)}) if args.image else ObsSpec({"vector": 4}, {})
     act = ActSpec(True, 2)
     agent = Agent(spec, act, cfg, "cpu")
-    batch = random_batch(cfg, spec, act, np.random.default_rng(0))
+    batch = random_batch(cfg, spec, act, seed=0, ends=0.01)
     agent.update(batch)
     t0 = time.perf_counter()
     for _ in range(args.updates):

@@ -45,12 +45,11 @@ def measure(
     loop_s: float,
     overrides: list[str],
 ) -> dict:
-    from reverie.agent import ActSpec, Agent
+    from reverie.agent import Agent
     from reverie.config import make_config
-    from reverie.world_model import ObsSpec
+    from reverie.specs import ActSpec, ObsSpec, random_batch
 
     sys.path.insert(0, os.path.dirname(__file__))
-    from profile_update import random_batch
 
     torch.set_num_threads(threads)
     tune_malloc()  # as the trainer does: large activations reuse heap pages
@@ -62,7 +61,7 @@ def measure(
     act = ActSpec(True, 2)
     torch.manual_seed(0)
     agent = Agent(spec, act, cfg, device)
-    batch = random_batch(cfg, spec, act, np.random.default_rng(0))
+    batch = random_batch(cfg, spec, act, seed=0, ends=0.01)
     batch = {k: v.to(device) for k, v in batch.items()}
 
     def timed(fn) -> float:
@@ -118,7 +117,7 @@ def measure(
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "threads": threads,
         "params_m": agent.param_count()["total"] / 1e6,
-        "compiled": agent.compiled,
+        "compiled": bool(agent.compiled),
         "precision": str(agent.precision or torch.float32).replace("torch.", ""),
         "first_update_s": first_update_s,
         "update_ms": update_s * 1e3,

@@ -4,11 +4,11 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from reverie.config import make_config
+from reverie.specs import random_batch  # noqa: F401 - the tests' batches come from here
 
 torch.set_num_threads(1)
 
@@ -52,31 +52,10 @@ def tiny():
     return tiny_config
 
 
-def random_batch(cfg, spec, act, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A replay-shaped batch (B, context + T, ...) of random data."""
-    rng = np.random.default_rng(seed)
-    b, t = cfg.run.batch_size, cfg.run.batch_length + cfg.replay.context
-    data = {k: rng.normal(size=(b, t, n)).astype(np.float32) for k, n in spec.vectors.items()}
-    data.update(
-        {k: rng.integers(0, 255, (b, t, *s), dtype=np.uint8) for k, s in spec.images.items()}
-    )
-    if act.discrete:
-        data["action"] = np.eye(act.dim, dtype=np.float32)[rng.integers(0, act.dim, (b, t))]
-    else:
-        data["action"] = rng.uniform(-1, 1, (b, t, act.dim)).astype(np.float32)
-    data["reward"] = rng.normal(size=(b, t)).astype(np.float32)
-    data["is_first"] = np.zeros((b, t), bool)
-    data["is_first"][:, 0] = True
-    data["is_last"] = np.zeros((b, t), bool)
-    data["is_terminal"] = np.zeros((b, t), bool)
-    data["deter"] = rng.normal(size=(b, t, cfg.model.deter)).astype(np.float16)
-    data["stoch"] = rng.integers(0, cfg.model.classes, (b, t, cfg.model.stoch), dtype=np.uint8)
-    return {k: torch.as_tensor(v) for k, v in data.items()}
-
-
 def train_tiny(logdir, steps: int, overrides: list[str], **flags):
     """Train a Trainer from `overrides` (resuming what `logdir` holds) to `steps`; closed."""
-    from reverie.trainer import Trainer, resolve_config
+    from reverie.config import resolve_config
+    from reverie.trainer import Trainer
 
     trainer = Trainer(resolve_config(logdir, list(overrides), **flags), logdir)
     try:

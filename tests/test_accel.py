@@ -1,12 +1,21 @@
 """The fast update paths (torch.compile, bf16 autocast) agree with the plain eager one."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
-from reverie.accel import cpu_has_bf16, cxx_compiler, resolve_compile, resolve_precision
-from reverie.agent import ActSpec, Agent
-from reverie.world_model import ObsSpec
+from reverie.accel import (
+    CompiledMethod,
+    compile_marked,
+    cpu_has_bf16,
+    cxx_compiler,
+    resolve_compile,
+    resolve_precision,
+)
+from reverie.agent import Agent
+from reverie.specs import ActSpec, ObsSpec
 
 from .conftest import random_batch, tiny_config
 
@@ -53,12 +62,12 @@ def test_compiled_image_encoder_matches_eager():
     torch.manual_seed(0)
     agent = Agent(spec, ACT, cfg, "cpu")
     encoder = agent.wm.encoder
-    assert encoder.train_cnn is not None
+    assert isinstance(encoder.train_cnn, CompiledMethod)
     images = torch.randint(0, 255, (2, 3, 64, 64, 3), dtype=torch.uint8)
 
     def embed_and_grads(compiled: bool):
         train_cnn = encoder.train_cnn
-        encoder.train_cnn = train_cnn if compiled else None
+        encoder.train_cnn = train_cnn if compiled else train_cnn.eager
         encoder.zero_grad(set_to_none=True)
         out = encoder({"image": images})
         out.square().mean().backward()
@@ -96,3 +105,52 @@ def test_auto_settings_follow_the_device():
     assert resolve_compile("off", cpu) is False and resolve_compile("on", cpu) is True
     assert resolve_compile("auto", torch.device("meta")) is False
     assert resolve_compile("auto", cpu) == (cxx_compiler() is not None)
+
+
+def test_each_module_marks_what_the_agent_compiles():
+    agent = Agent(ObsSpec({}, {"image": (64, 64, 3)}), ACT, tiny_config("run.compile=on"), "cpu")
+    assert sorted(agent.compiled) == [
+        "Behavior.imagination_loss",
+        "Behavior.imagine_step",
+        "Behavior.replay_value_loss",
+        "Encoder.train_cnn",
+        "RSSM.observe_steps",
+        "WorldModel.heads_loss",
+    ]
+    assert agent.compile() == agent.compiled  # a second call compiles nothing again
+    assert not Agent(ObsSpec({"v": 3}, {}), ACT, tiny_config(), "cpu").compiled
+
+
+def test_a_compile_failure_is_one_warning_and_the_eager_result():
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    class Doubler(torch.nn.Module):
+        compiled_methods = ("double",)
+
+        def double(self, x):
+            return 2 * x + 1
+
+    module = Doubler()
+    assert compile_marked(module, backend=broken_backend) == ["Doubler.double"]
+    x = torch.arange(3.0)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed for Doubler.double"):
+        assert torch.equal(module.double(x), 2 * x + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: later calls run eagerly without a warning
+        assert torch.equal(module.double(x), 2 * x + 1)
+    assert "no compiler here" in module.double.failure
+    assert not torch._dynamo.config.suppress_errors  # no process-wide switch
+
+
+def test_a_real_error_in_a_compiled_method_is_not_hidden():
+    class Broken(torch.nn.Module):
+        compiled_methods = ("run",)
+
+        def run(self, x):
+            return x @ torch.ones(5, 2)  # shapes do not fit
+
+    module = Broken()
+    compile_marked(module, backend="eager")
+    with pytest.raises(RuntimeError):
+        module.run(torch.ones(3))

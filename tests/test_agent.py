@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.agent import ActSpec, Agent
-from reverie.world_model import ObsSpec
+from reverie.agent import Agent, loss_group
+from reverie.specs import ActSpec, ObsSpec
 
 from .conftest import random_batch, tiny_config
 
@@ -130,10 +130,25 @@ def test_free_bits_switch():
 
 def test_kl_balance_switch():
     agent, _ = wm_losses(tiny_config())
-    assert agent.wm.loss_scales()["dyn"] == 1.0 and agent.wm.loss_scales()["rep"] == 0.1
+    assert agent.scales["dyn"] == 1.0 and agent.scales["rep"] == 0.1
     agent, _ = wm_losses(tiny_config("ablation.kl_balance=false"))
-    scales = agent.wm.loss_scales()
-    assert scales["dyn"] == scales["rep"] == pytest.approx(0.55)
+    assert agent.scales["dyn"] == agent.scales["rep"] == pytest.approx(0.55)
+
+
+def test_every_loss_term_has_one_scale_and_the_total_is_their_weighted_sum():
+    cfg = tiny_config("loss.repval=0.7", "loss.actor=2.0")
+    agent = make(cfg)
+    metrics, _ = agent.update(random_batch(agent.cfg, VEC, DISCRETE))
+    terms = {
+        k[5:]: float(v) for k, v in metrics.items() if k.startswith("loss/") and k != "loss/total"
+    }
+    assert set(terms) == {"dec_vector", "rew", "con", "dyn", "rep", "actor", "critic", "repval"}
+    total = sum(agent.scales[loss_group(k)] * v for k, v in terms.items())
+    assert float(metrics["loss/total"]) == pytest.approx(total, rel=1e-5)
+    assert agent.scales["repval"] == 0.7 and agent.scales["actor"] == 2.0
+    agent.scales.pop("repval")
+    with pytest.raises(AssertionError, match="loss terms"):
+        agent.update(random_batch(agent.cfg, VEC, DISCRETE))
 
 
 def test_symlog_switch_changes_encoder_input_and_decoder_target():

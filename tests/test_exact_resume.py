@@ -24,10 +24,13 @@ replay size; their parameters differ (tolerance: none claimed) because of 1-3 ab
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from reverie import checkpoint
-from reverie.trainer import Trainer, resolve_config
+from reverie.config import resolve_config
+from reverie.envs.episode_stats import crafter_score
+from reverie.trainer import Trainer
 
 from .conftest import TINY, train_tiny
 
@@ -111,3 +114,24 @@ def test_split_run_matches_counters_of_uninterrupted_run(tmp_path):
     assert split.replay.size == whole.replay.size
     # parameters differ: the resumed run reset its env (module docstring, points 1-3)
     assert all(torch.isfinite(v).all() for v in split.agent.state_dict().values())
+
+
+def test_crafter_achievement_counts_survive_a_resume(tmp_path):
+    first = Trainer(resolve_config(tmp_path, FAST), tmp_path)
+    try:
+        first.episode_stats.episode({"achievements": {"collect_wood": 1, "eat_cow": 0}})
+        first.episode_stats.episode({"achievements": {"collect_wood": 0, "eat_cow": 2}})
+        first.save()
+    finally:
+        first.close()
+    second = Trainer(resolve_config(tmp_path, FAST), tmp_path)
+    try:
+        assert second.episode_stats.state() == {
+            "episodes": 2,
+            "unlocked": {"collect_wood": 1, "eat_cow": 1},
+        }
+        # the score goes on from the stored counts, not from zero
+        out = second.episode_stats.episode({"achievements": {"collect_wood": 1, "eat_cow": 1}})
+        assert out["crafter/score"] == pytest.approx(crafter_score([200 / 3, 200 / 3]))
+    finally:
+        second.close()

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from reverie import distributions as D
-from reverie.agent import ActSpec, Agent
+from reverie.agent import Agent
 from reverie.config import ConfigError, make_config, size_note, train_fill
-from reverie.world_model import ObsSpec
+from reverie.specs import ActSpec, ObsSpec
 
 from .conftest import TINY, random_batch, tiny_config, train_tiny
 

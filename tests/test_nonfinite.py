@@ -13,8 +13,8 @@ from .conftest import random_batch, tiny_config
 
 
 def test_agent_skips_nonfinite_update():
-    from reverie.agent import ActSpec, Agent
-    from reverie.world_model import ObsSpec
+    from reverie.agent import Agent
+    from reverie.specs import ActSpec, ObsSpec
 
     cfg = tiny_config()
     spec, act = ObsSpec({"vector": 5}, {}), ActSpec(True, 3)

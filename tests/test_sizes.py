@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from reverie.agent import ActSpec, Agent
+from reverie.agent import Agent
 from reverie.config import SIZES, make_config
-from reverie.world_model import ObsSpec
+from reverie.specs import ActSpec, ObsSpec
 
 NOMINAL = {"1m": 1, "12m": 12, "25m": 25, "50m": 50, "100m": 100, "200m": 200, "400m": 400}
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from reverie.cli import main
-from reverie.config import ConfigError
-from reverie.trainer import Trainer, resolve_config
+from reverie.config import ConfigError, resolve_config
+from reverie.trainer import Trainer
 
 from .conftest import TINY, train_tiny
 

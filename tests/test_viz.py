@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reverie.cli import load_trained, main
-from reverie.trainer import Trainer, resolve_config
+from reverie.cli import main
+from reverie.config import resolve_config
+from reverie.rollout import load_trained
+from reverie.trainer import Trainer
 from reverie.viz.dream import (
     IMAGINED,
     OBSERVED,

@@ -1,22 +1,27 @@
-"""How the update runs: torch.compile of its hot functions and the matmul precision.
+"""Runtime policy: the device, the learner's threads, the matmul precision, and whether
+and how the update's hot methods are compiled.
 
-The update is five functions called in loops (posterior steps, imagination step) or
-once on large batches (world-model heads, imagination losses, replay value loss), and
-the image encoder.
-Compiling them fuses their elementwise work; bf16 autocast runs their matmuls in
-bf16 with fp32 parameters, losses and distributions, as the official code does.
-Both are chosen once per agent; `off`/`fp32` give the plain eager path.
+Each module names its own hot methods in `compiled_methods` (the posterior steps, the
+world-model heads, the imagination step and losses, the replay value loss, the image
+encoder on the update path); `compile_marked` compiles them. Compiling fuses their
+elementwise work; bf16 autocast runs their matmuls in bf16 with fp32 parameters, losses
+and distributions, as the official code does. Both are chosen once per agent;
+`off`/`fp32` give the plain eager path.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from reverie.config import ConfigError
 
 
 def cpu_has_bf16() -> bool:
@@ -36,7 +41,7 @@ def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     # auto: bf16 where the hardware has it. On CPUs with native bf16 dot products the
     # CartPole loss curves of bf16 and fp32 overlap over 1200 updates
-    # (benchmarks/compare_losses.py; README "Speed"), at 1.3-1.6x the update speed.
+    # (benchmarks/compare_losses.py; docs/speed.md), at 1.3-1.6x the update speed.
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
@@ -65,31 +70,92 @@ def use_persistent_cache() -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default / "reverie" / "inductor"))
 
 
-def compile_update(agent) -> None:
-    """Replace the update's hot functions on `agent` by compiled versions (same maths).
+class CompiledMethod:
+    """A method run through torch.compile, compiled on its first call. Where compilation
+    fails (no working compiler, an unsupported op), one warning names the method and it
+    runs eagerly from then on: same maths, only slower."""
 
-    Shapes are fixed by the batch, so each compiles once (`dynamic=False`). Where
-    compilation fails (no working compiler), Dynamo falls back to eager with a warning.
+    def __init__(self, method: Callable, name: str, backend: str | Callable = "inductor"):
+        self.eager, self.name = method, name
+        # draw random numbers with the eager kernels: a seed gives the same samples compiled
+        # or not, so the two paths agree up to rounding (tests/test_accel.py)
+        options = {"fallback_random": True} if backend == "inductor" else None
+        # shapes are fixed by the batch, so each method compiles once
+        self.compiled = torch.compile(method, dynamic=False, backend=backend, options=options)
+        self.failure: str | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failure is None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - sorted by _is_compile_error
+                if not _is_compile_error(e):
+                    raise
+                self.failure = _first_line(getattr(e, "inner_exception", None) or e)
+                warnings.warn(
+                    f"reverie: torch.compile failed for {self.name} ({self.failure}); it runs "
+                    "eagerly instead (run.compile=off skips compilation)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return self.eager(*args, **kwargs)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _is_compile_error(error: Exception) -> bool:
+    import torch._dynamo.exc
+
+    kinds: list[type] = [torch._dynamo.exc.TorchDynamoException]
+    try:
+        from torch._inductor.exc import InductorError
+
+        kinds.append(InductorError)
+    except ImportError:
+        pass
+    return isinstance(error, tuple(kinds))
+
+
+def compile_marked(module: torch.nn.Module, backend: str | Callable = "inductor") -> list[str]:
+    """Compile the methods each submodule of `module` names in its `compiled_methods`.
+
+    Returns the compiled methods' names. Acting keeps every other path eager (any batch
+    size, no compilation on the first policy step).
     """
-    use_persistent_cache()
-    import torch._dynamo
-    import torch._inductor.config
+    if backend == "inductor":
+        use_persistent_cache()
+    names = []
+    for sub in module.modules():
+        for attr in getattr(sub, "compiled_methods", ()):
+            name = f"{type(sub).__name__}.{attr}"
+            setattr(sub, attr, CompiledMethod(getattr(sub, attr), name, backend))
+            names.append(name)
+    return names
 
-    torch._dynamo.config.suppress_errors = True
-    # draw random numbers with the eager kernels: a seed gives the same samples compiled
-    # or not, so the two paths agree up to rounding (tests/test_accel.py)
-    torch._inductor.config.fallback_random = True
-    compile_ = functools.partial(torch.compile, dynamic=False)
-    wm, behavior = agent.wm, agent.behavior
-    wm.rssm.observe_steps = compile_(wm.rssm.observe_steps)
-    if wm.encoder.spec.images:
-        # fuses the norms, SiLUs and pooling between the convolutions (mkldnn kernels
-        # either way): a 12m pixel update 1.15-1.18x faster, 1m unchanged
-        wm.encoder.train_cnn = compile_(wm.encoder.cnn.forward)  # a function: no submodule
-    wm.heads_loss = compile_(wm.heads_loss)
-    behavior.imagine_step = compile_(behavior.imagine_step)
-    behavior.imagination_loss = compile_(behavior.imagination_loss)
-    behavior.replay_value_loss = compile_(behavior.replay_value_loss)
+
+def pick_device(name: str) -> torch.device:
+    """The torch device for `run.device` (auto: CUDA when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("run.device=cuda but no CUDA device is available; use run.device=cpu")
+    return torch.device(name)
+
+
+def learner_threads(setting: int, env_workers: int) -> int:
+    """Intra-op threads for the learner (`run.threads`; 0: the cores left after env workers).
+
+    OpenMP threads spin while they wait; sharing a core with a busy worker made a 1m
+    update 2-3x slower with 2 threads than with 1 (and OMP_WAIT_POLICY=PASSIVE, which
+    avoids that, made the idle case 1.6x slower: 950 vs 590 ms), so workers get cores.
+    """
+    if setting > 0:
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - env_workers)
 
 
 def describe(compiled: bool, precision: torch.dtype | None) -> str:

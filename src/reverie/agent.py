@@ -1,37 +1,67 @@
-"""The DreamerV3 agent: world model + actor-critic, acting and learning from replayed batches."""
+"""The DreamerV3 agent: world model + actor-critic, acting and learning from replayed batches.
+
+Shapes (legend in `reverie.specs`): a replayed batch holds (B, context + T, ...) tensors;
+the world model trains on the T steps after the context; imagination starts from all
+B*T = N posterior states and rolls H steps.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-import torch.nn.functional as F
+from omegaconf import DictConfig
 from torch import nn
 
-from reverie.accel import compile_update, resolve_compile, resolve_precision
+from reverie.accel import compile_marked, resolve_compile, resolve_precision
 from reverie.behavior import Behavior
+from reverie.config import Config, typed
 from reverie.optim import make_optimizer
-from reverie.world_model import ObsSpec, WorldModel
+from reverie.specs import ActSpec, ObsSpec, decode_latent, encode_latent
+from reverie.world_model import WorldModel
 
 Tensor = torch.Tensor
 
 
-@dataclass
-class ActSpec:
-    discrete: bool
-    dim: int  # number of actions (discrete) or action dimensions (continuous)
-
-
 def loss_group(name: str) -> str:
+    """The scale a loss term takes: every decoder term (`dec_<key>`) shares `dec`."""
     return "dec" if name.startswith("dec_") else name
 
 
+def loss_scales(cfg: Config) -> dict[str, float]:
+    """The weight of every loss term of the update, by `loss_group`."""
+    lc, ab = cfg.loss, cfg.ablation
+    dyn, rep = (lc.dyn, lc.rep) if ab.kl_balance else ((lc.dyn + lc.rep) / 2,) * 2
+    return {
+        "dec": lc.dec,
+        "rew": lc.rew,
+        "con": lc.con,
+        "dyn": dyn,
+        "rep": rep,
+        "actor": lc.actor,
+        "critic": lc.critic,
+        "repval": lc.repval,
+    }
+
+
 class Agent(nn.Module):
-    def __init__(self, obs_spec: ObsSpec, act_spec: ActSpec, cfg, device: torch.device | str):
+    """World model, actor and critic, their optimiser, and how the update runs.
+
+    :param cfg: the run's config (a DictConfig is converted to its dataclasses once).
+    :param device: where parameters live and the update runs.
+    """
+
+    def __init__(
+        self,
+        obs_spec: ObsSpec,
+        act_spec: ActSpec,
+        cfg: Config | DictConfig,
+        device: torch.device | str,
+    ):
         super().__init__()
+        cfg = typed(cfg)
         self.cfg, self.obs_spec, self.act_spec = cfg, obs_spec, act_spec
         self.device = torch.device(device)
+        self.scales = loss_scales(cfg)
         self.wm = WorldModel(obs_spec, act_spec.dim, cfg)
         self.behavior = Behavior(self.wm.rssm.feat_dim, act_spec.dim, act_spec.discrete, cfg)
         self.to(self.device)
@@ -42,9 +72,16 @@ class Agent(nn.Module):
         self.register_buffer("updates", torch.zeros((), dtype=torch.long, device=self.device))
         self.last_update_finite = True
         self.precision = resolve_precision(cfg.run.precision, self.device)  # autocast dtype
-        self.compiled = resolve_compile(cfg.run.compile, self.device)
-        if self.compiled:
-            compile_update(self)
+        self.compiled: list[str] = []
+        if resolve_compile(cfg.run.compile, self.device):
+            self.compile()
+
+    def compile(self) -> list[str]:  # type: ignore[override]
+        """Compile the update's hot methods, those each module names in `compiled_methods`
+        (unlike `nn.Module.compile`, which would compile `forward`). Returns their names."""
+        if not self.compiled:
+            self.compiled = compile_marked(self)
+        return self.compiled
 
     # ----------------------------------------------------------------- acting
     def initial_state(self, n: int) -> dict[str, Tensor]:
@@ -88,32 +125,35 @@ class Agent(nn.Module):
         if k == 0:
             state = self.wm.rssm.initial(b, self.device)
             return state, torch.zeros(b, self.act_spec.dim, device=self.device)
-        stoch = F.one_hot(data["stoch"][:, k - 1].long(), self.cfg.model.classes).float()
-        deter, action = data["deter"][:, k - 1].float(), data["action"][:, k - 1].float()
+        carry = decode_latent(
+            data["deter"][:, k - 1], data["stoch"][:, k - 1], self.cfg.model.classes
+        )
+        deter, stoch, action = carry["deter"], carry["stoch"], data["action"][:, k - 1].float()
         # a context step that ends an episode must not carry into the next one
         keep = (~data["is_last"][:, k - 1]).float()[:, None]
         deter, stoch, action = self.wm.rssm.reset_where(keep, deter, stoch, action)
         return {"deter": deter, "stoch": stoch}, action
 
     def _losses(self, data: dict[str, Tensor]) -> tuple:
-        """The update's forward pass: total loss, its terms, posterior states, metrics."""
-        cfg = self.cfg
-        k = cfg.replay.context
+        """The update's forward pass: total loss, its terms (scalars), posterior states
+        (B, T, ...), metrics."""
+        k = self.cfg.replay.context
         start, prev0 = self._start_state(data, k)
-        seq = {key: v[:, k:] for key, v in data.items()}
+        seq = {key: v[:, k:] for key, v in data.items()}  # (B, T, ...)
         prev_actions = torch.cat([prev0[:, None], seq["action"][:, :-1].float()], 1)
-        losses, post, feat = self.wm.loss(seq, start, prev_actions)
-        scales = self.wm.loss_scales()
-        wm_loss = sum(scales[loss_group(n)] * v.mean() for n, v in losses.items())
+        wm_losses, post, feat = self.wm.loss(seq, start, prev_actions)  # each (B, T)
+        terms = {name: v.mean() for name, v in wm_losses.items()}
 
         b, t = feat.shape[:2]
         flat = {key: v.reshape(b * t, *v.shape[2:]).detach() for key, v in post.items()}
-        start_cont = 1.0 - seq["is_terminal"].float().reshape(-1)
+        start_cont = 1.0 - seq["is_terminal"].float().reshape(-1)  # (N,)
         ac, ret0, metrics = self.behavior.loss(self.wm, flat, start_cont)
-        repval = self.behavior.replay_value_loss(feat, seq, ret0.reshape(b, t))
-        lc = cfg.loss
-        total = wm_loss + lc.actor * ac["actor"] + lc.critic * ac["critic"] + lc.repval * repval
-        return total, losses, ac, repval, post, metrics
+        terms.update(ac)
+        terms["repval"] = self.behavior.replay_value_loss(feat, seq, ret0.reshape(b, t))
+        groups = {loss_group(name) for name in terms}
+        assert groups == set(self.scales), f"loss terms {sorted(groups)} != {sorted(self.scales)}"
+        total = sum(self.scales[loss_group(name)] * v for name, v in terms.items())
+        return total, terms, post, metrics
 
     def update(self, data: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """One gradient step on a batch of (B, context + T) sequences.
@@ -121,11 +161,10 @@ class Agent(nn.Module):
         Returns metrics (device scalars, no host sync) and the posterior latents of the
         T trained steps for replay write-back: deter (B, T, D), stoch indices (B, T, S).
         """
-        cfg = self.cfg
         with torch.autocast(
             self.device.type, self.precision or torch.bfloat16, enabled=self.precision is not None
         ):
-            total, losses, ac, repval, post, metrics = self._losses(data)
+            total, terms, post, metrics = self._losses(data)
 
         self.opt.zero_grad(set_to_none=True)
         total.backward()
@@ -135,7 +174,7 @@ class Agent(nn.Module):
         gnorm = torch.stack(torch._foreach_norm(grads))
         self.last_update_finite = bool(torch.isfinite(total) & torch.isfinite(gnorm).all())
         if self.last_update_finite:
-            if cfg.optim.name == "adam":
+            if self.cfg.optim.name == "adam":
                 for group in self.opt.param_groups:
                     torch.nn.utils.clip_grad_norm_(group["params"], group["clip"], foreach=True)
             self.opt.step()
@@ -144,20 +183,9 @@ class Agent(nn.Module):
         else:
             self.opt.zero_grad(set_to_none=True)
 
-        metrics.update({f"loss/{n}": v.mean().detach() for n, v in losses.items()})
-        metrics.update(
-            {
-                "loss/actor": ac["actor"].detach(),
-                "loss/critic": ac["critic"].detach(),
-                "loss/repval": repval.detach(),
-                "loss/total": total.detach(),
-            }
-        )
-        latents = {
-            "deter": post["deter"].detach(),
-            "stoch": post["stoch"].detach().argmax(-1).to(torch.uint8),
-        }
-        return metrics, latents
+        metrics.update({f"loss/{name}": v.detach() for name, v in terms.items()})
+        metrics["loss/total"] = total.detach()
+        return metrics, encode_latent(post["deter"], post["stoch"])
 
     # ------------------------------------------------------------ persistence
     def checkpoint_state(self) -> dict:

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 from reverie import checkpoint
-from reverie.trainer import Trainer, evaluate, resolve_config
+from reverie.config import resolve_config
+from reverie.rollout import evaluate
+from reverie.trainer import Trainer
 
 
 def default_logdir(env_id: str) -> Path:
@@ -58,7 +60,7 @@ class Dreamer:
             n = len(next(iter(obs.values())))
             obs["is_first"] = np.full(n, state is None)
         action, state = self.agent.policy(obs, state, "mode" if deterministic else "sample")
-        return self.trainer.to_env_action(action), state
+        return self.agent.act_spec.to_env(action.cpu().numpy()), state
 
     def evaluate(self, episodes: int = 10) -> dict:
         return evaluate(self.agent, self.cfg, episodes, seed=self.cfg.seed + 10**6)

@@ -1,12 +1,12 @@
-"""Actor and critic learned in imagination (reference section 4)."""
+"""Actor and critic learned in imagination (the paper, Methods: critic learning and actor learning)."""
 
 from __future__ import annotations
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from reverie import distributions as D
+from reverie.config import Config, ModelConfig
 from reverie.nets import MLP, fused_mlps, linear
 from reverie.world_model import ValueHead, WorldModel
 
@@ -64,9 +64,8 @@ class ReturnNormalizer(nn.Module):
 
 
 class Actor(nn.Module):
-    def __init__(self, feat_dim: int, act_dim: int, discrete: bool, cfg):
+    def __init__(self, feat_dim: int, act_dim: int, discrete: bool, mc: ModelConfig):
         super().__init__()
-        mc = cfg.model
         self.discrete, self.unimix = discrete, mc.actor_unimix
         self.minstd, self.maxstd = mc.action_minstd, mc.action_maxstd
         self.mlp = MLP(feat_dim, mc.units, mc.actor_layers, mc.norm)
@@ -87,16 +86,15 @@ class Actor(nn.Module):
 class Behavior(nn.Module):
     """Actor, critic, slow critic and return normaliser, with their imagination losses."""
 
-    def __init__(self, feat_dim: int, act_dim: int, discrete: bool, cfg):
+    compiled_methods = ("imagine_step", "imagination_loss", "replay_value_loss")
+
+    def __init__(self, feat_dim: int, act_dim: int, discrete: bool, cfg: Config):
         super().__init__()
         self.cfg = cfg
-        # plain dataclasses: compiled code reads them as constants (OmegaConf nodes it would trace)
-        self.bc, self.ab = OmegaConf.to_object(cfg.behavior), OmegaConf.to_object(cfg.ablation)
-        self.slowreg = float(cfg.loss.slowreg)
-        bc = cfg.behavior
-        self.actor = Actor(feat_dim, act_dim, discrete, cfg)
-        self.critic = ValueHead(feat_dim, cfg.model, cfg.model.critic_layers, cfg)
-        self.slow_critic = ValueHead(feat_dim, cfg.model, cfg.model.critic_layers, cfg)
+        mc, bc = cfg.model, cfg.behavior
+        self.actor = Actor(feat_dim, act_dim, discrete, mc)
+        self.critic = ValueHead(feat_dim, mc, cfg.ablation, mc.critic_layers)
+        self.slow_critic = ValueHead(feat_dim, mc, cfg.ablation, mc.critic_layers)
         self.slow_critic.load_state_dict(self.critic.state_dict())
         self.slow_critic.requires_grad_(False)
         self.retnorm = ReturnNormalizer(
@@ -152,7 +150,7 @@ class Behavior(nn.Module):
         self, wm: WorldModel, feats: Tensor, actions: Tensor, start_cont: Tensor
     ) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
         """`loss` after imagination: feats (H+1, N, F), actions (H, N, A), start_cont (N,)."""
-        bc, ab = self.bc, self.ab
+        bc, ab = self.cfg.behavior, self.cfg.ablation
         with torch.no_grad():
             # five heads read the same (H+1, N, F) features: their first layers run as two
             # matmuls, one without gradients and one with (see nets.fused_mlps)
@@ -203,7 +201,7 @@ class Behavior(nn.Module):
         Otherwise (2023 code): the mode of the continue head after the start, the start's
         own from the data, times gamma; the first state is weighted 1.
         """
-        if self.bc.contdisc:
+        if self.cfg.behavior.contdisc:
             cont = cont_dist.prob()
             return cont, 1.0, torch.cumprod(cont, 0)[:-1]
         cont = cont_dist.mode()[1:]
@@ -225,7 +223,7 @@ class Behavior(nn.Module):
         `behavior.repval_grad` is off. As in the 2024 code, the last step of the sequence
         (no real successor) and episode ends (`is_last`) have weight 0.
         """
-        bc = self.bc
+        bc = self.cfg.behavior
         feat = feat if bc.repval_grad else feat.detach()
         cont = 1.0 - data["is_terminal"].float()
         ret = replay_lambda_return(
@@ -240,7 +238,7 @@ class Behavior(nn.Module):
 
     def _critic_logp(self, dist, ret: Tensor, slow: Tensor) -> Tensor:
         """log p(ret) + slowreg * log p(slow critic's prediction)."""
-        reg = self.slowreg
+        reg = self.cfg.loss.slowreg
         if isinstance(dist, D.TwoHot) and reg == 1.0:
             return dist.log_prob(ret, slow)
         return dist.log_prob(ret) + reg * dist.log_prob(slow)

@@ -54,11 +54,6 @@ def _read(path: Path) -> dict:
     return state
 
 
-def exists(logdir: Path) -> bool:
-    logdir = Path(logdir)
-    return (logdir / CHECKPOINT).exists() or (logdir / PREVIOUS).exists()
-
-
 def load_latest(logdir: Path) -> dict | None:
     """The newest readable checkpoint of a logdir, or None if it has none.
 

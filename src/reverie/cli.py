@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from omegaconf import DictConfig
-
-    from reverie.agent import Agent
+    pass
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -124,29 +122,6 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def load_trained(logdir: str | Path) -> tuple[Agent, DictConfig, dict]:
-    """(agent, cfg, checkpoint state) of the newest checkpoint of a logdir."""
-    from reverie import checkpoint
-    from reverie.agent import Agent
-    from reverie.config import from_yaml, make_config
-    from reverie.envs import describe_spaces, env_kwargs, make_env
-    from reverie.trainer import pick_device
-
-    logdir = Path(logdir)
-    state = checkpoint.load_latest(logdir)
-    if state is None:
-        raise FileNotFoundError(
-            f"no checkpoint in {logdir}: train there first (reverie train --logdir {logdir})"
-        )
-    cfg = make_config([], base=from_yaml(state["config"]))
-    env = make_env(str(cfg.env.id), **env_kwargs(cfg.env))
-    obs_spec, act_spec = describe_spaces(env)
-    env.close()
-    agent = Agent(obs_spec, act_spec, cfg, pick_device(cfg.run.device))
-    agent.load_checkpoint_state(state["agent"])
-    return agent, cfg, state
-
-
 def _progress(label: str, total: int | None, unit: str = ""):
     """A rich progress bar on stderr (hidden when stderr is not a terminal)."""
     from rich.console import Console
@@ -183,7 +158,7 @@ def _summary(title: str, rows: dict[str, object]) -> None:
 def cmd_eval(args) -> int:
     import time
 
-    from reverie.trainer import evaluate
+    from reverie.rollout import evaluate, load_trained
 
     agent, cfg, state = load_trained(args.logdir)
     seed = args.seed if args.seed is not None else cfg.seed + 2 * 10**6
@@ -231,6 +206,7 @@ def cmd_dream(args) -> int:
 
     import torch
 
+    from reverie.rollout import load_trained
     from reverie.viz.dream import dream, write_dream
 
     start = time.time()
@@ -306,9 +282,9 @@ def cmd_config(args) -> int:
 def cmd_sizes(args) -> int:
     import torch
 
-    from reverie.agent import ActSpec, Agent
+    from reverie.agent import Agent
     from reverie.config import SIZES, make_config
-    from reverie.world_model import ObsSpec
+    from reverie.specs import ActSpec, ObsSpec
 
     print(
         f"{'size':>5} {'deter':>6} {'hidden':>6} {'classes':>7} {'depth':>5} {'units':>5}"

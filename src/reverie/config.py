@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -75,7 +76,8 @@ class LossConfig:
 
 @dataclass
 class AblationConfig:
-    """Switches for the ablations of the paper (reference section 9)."""
+    """Switches for the ablations of the paper (its ablation study of the robustness
+    techniques and learning signals)."""
 
     free_bits: bool = True
     kl_balance: bool = True  # False: dyn and rep both weighted 0.5 (the mean of the two)
@@ -245,7 +247,7 @@ def _closest(key: str, options: list[str]) -> str:
     close += [o for o in options if o.split(".")[-1] == leaf and o not in close]
     if not close:
         close = difflib.get_close_matches(leaf, options, n=3, cutoff=0.3)
-    return ", ".join(close[:3]) if close else "see `reverie train --help-config`"
+    return ", ".join(close[:3]) if close else "`reverie config` lists every key"
 
 
 def parse_overrides(overrides: list[str]) -> DictConfig:
@@ -385,6 +387,47 @@ def _finish(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
+# keys a resumed run cannot change: its checkpoint and replay would not fit them
+STRUCTURAL = ("size", "model", "ablation", "env.id", "env.image_size", "env.pixels")
+
+
+def resolve_config(run_dir: str | Path, overrides: list[str], **flags: Any) -> DictConfig:
+    """A new run's config, or the stored one of `logdir` with the given flags applied.
+
+    Flags that change the model or the env of an existing run are refused, since its
+    checkpoint and replay would not fit them.
+    """
+    logdir = run_dir
+    stored_path = Path(logdir) / "config.yaml"
+    if not stored_path.exists():
+        return make_config(overrides, **flags)
+    try:
+        stored = from_yaml(stored_path.read_text())
+        make_config([], base=stored)  # the stored config alone must be valid
+    except Exception as e:  # noqa: BLE001 - unreadable YAML, bad bytes, bad keys or values
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(
+            f"{stored_path} is corrupt ({problem}): restore it (run `reverie config` with the "
+            "run's flags to regenerate it), or pick a new --logdir"
+        ) from None
+    size = flags.pop("size", None)
+    if size is not None and size != stored.size:
+        raise ConfigError(
+            f"logdir {logdir} holds a run of size {stored.size}, not {size}: "
+            "drop --size to resume it, or pick a new --logdir"
+        )
+    cfg = make_config(overrides, base=stored, **flags)
+    keys = [k for k in all_keys(cfg) if any(k == p or k.startswith(p + ".") for p in STRUCTURAL)]
+    for key in keys:
+        old, new = OmegaConf.select(stored, key), OmegaConf.select(cfg, key)
+        if old != new:
+            raise ConfigError(
+                f"logdir {logdir} was trained with {key}={old}, this command asks for {new}: "
+                "resume with the original setting, or pick a new --logdir"
+            )
+    return cfg
+
+
 def size_note(cfg: DictConfig) -> str:
     """Whether the run's model size is the one the paper's code uses for its domain."""
     if cfg.size == cfg.paper_size:
@@ -393,6 +436,16 @@ def size_note(cfg: DictConfig) -> str:
         f"size {cfg.size}, not the paper's: its code runs this domain at {cfg.paper_size} "
         f"(--size {PAPER})"
     )
+
+
+def typed(cfg: DictConfig | Config) -> Config:
+    """The config as its dataclasses, converted once at a module boundary: compiled code
+    reads their fields as constants (OmegaConf nodes it would trace)."""
+    if isinstance(cfg, Config):
+        return cfg
+    out = OmegaConf.to_object(cfg)
+    assert isinstance(out, Config), type(out)
+    return out
 
 
 def to_yaml(cfg: DictConfig) -> str:

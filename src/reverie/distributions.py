@@ -1,4 +1,5 @@
-"""Transforms and output distributions of DreamerV3 (reference section 2).
+"""Transforms and output distributions of DreamerV3 (the paper, Methods: robust predictions;
+the twohot details follow the authors' 2024 code).
 
 Every distribution here is a thin object over tensors with the few methods the
 agent needs (`log_prob`, `mode`/`pred`, `sample`, `entropy`), so the update stays

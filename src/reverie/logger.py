@@ -1,12 +1,14 @@
-"""Metrics to metrics.jsonl and TensorBoard, and a live progress bar."""
+"""Metrics to metrics.jsonl and TensorBoard (scalars, GIF videos), and a live progress bar."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -57,6 +59,22 @@ class Logger:
                 if v is not None and not isinstance(v, str):
                     self.tb.add_scalar(k, v, step)
 
+    def video(self, name: str, step: int, video: np.ndarray, fps: int = 10) -> None:
+        """A batch of videos (N, T, C, H, W) uint8 into TensorBoard, stacked vertically, as
+        an animated GIF image summary (TensorBoard's own `add_video` needs moviepy)."""
+        if self.tb is None:
+            return
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        frames = np.concatenate(list(video.transpose(0, 1, 3, 4, 2)), 1)  # (T, N*H, W, C)
+        image = Summary.Image(
+            height=frames.shape[1],
+            width=frames.shape[2],
+            colorspace=frames.shape[3],
+            encoded_image_string=encode_gif(frames, fps),
+        )
+        self.tb.file_writer.add_summary(Summary(value=[Summary.Value(tag=name, image=image)]), step)
+
     def flush(self) -> None:
         self.file.flush()
         if self.tb is not None:
@@ -67,6 +85,15 @@ class Logger:
         self.file.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def encode_gif(frames: np.ndarray, fps: int = 10) -> bytes:
+    """(T, H, W, 3) uint8 -> GIF bytes."""
+    import imageio.v3 as iio
+
+    buf = io.BytesIO()
+    iio.imwrite(buf, frames, extension=".gif", duration=1000 / fps, loop=0)
+    return buf.getvalue()
 
 
 def _finite(v) -> bool:

@@ -105,6 +105,17 @@ class Replay:
         chunk = self.streams[stream].popleft()
         self.size -= chunk.length
 
+    def recent(self, keys: list[str], chunks: int = 4) -> list[dict[str, np.ndarray]]:
+        """The newest steps of each stream, up to `chunks` chunks of it, as one run of
+        consecutive steps (T, ...) per stream, with the given keys (streams lacking any of
+        them are left out). They may cross episode boundaries (`is_first`)."""
+        out = []
+        for stream in self.streams.values():
+            held = [c for c in list(stream)[-chunks:] if c.length and c.data]
+            if held and all(k in held[0].data for k in keys):
+                out.append({k: np.concatenate([c.data[k][: c.length] for c in held]) for k in keys})
+        return out
+
     # ----------------------------------------------------------------- sampling
     def _stream_span(self, stream: int) -> tuple[int, int]:
         """(first, end) positions of the steps held for a stream; positions are absolute."""

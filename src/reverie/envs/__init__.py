@@ -7,7 +7,6 @@ import functools
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 from gymnasium import spaces
 
 from reverie.envs._util import SuiteNotInstalledError
@@ -23,9 +22,11 @@ from reverie.envs.wrappers import (
     ActionRepeat,
     DreamerObservation,
     NormalizeAction,
+    OneHotAction,
     UnsupportedSpaceError,
     check_action_space,
 )
+from reverie.specs import ActSpec, ObsSpec, specs_from_spaces
 
 # Each maker: make_<suite>(task, *, pixels=False, size=64, **kwargs) -> gymnasium.Env.
 # Optional packages are imported inside the makers (SuiteNotInstalledError names the extra).
@@ -112,6 +113,8 @@ def make_env(
         env = ActionRepeat(env, action_repeat)
     if isinstance(env.action_space, spaces.Box):
         env = NormalizeAction(env)
+    else:
+        env = OneHotAction(env)
     env = DreamerObservation(env, image_size)
     if seed is not None:
         env.action_space.seed(seed)
@@ -154,21 +157,8 @@ def make_vector_env(env_cfg, seed: int) -> gym.vector.VectorEnv:
     return gym.vector.SyncVectorEnv(thunks, autoreset_mode=mode)
 
 
-def describe_spaces(env: gym.Env | gym.vector.VectorEnv):
+def describe_spaces(env: gym.Env | gym.vector.VectorEnv) -> tuple[ObsSpec, ActSpec]:
     """Observation spec and action spec of a (vector) env built by `make_env`."""
-    from reverie.agent import ActSpec
-    from reverie.world_model import ObsSpec
-
     obs_space = getattr(env, "single_observation_space", env.observation_space)
     act_space = getattr(env, "single_action_space", env.action_space)
-    vectors, images = {}, {}
-    for key, space in obs_space.spaces.items():
-        if space.dtype == np.uint8 and len(space.shape) == 3:
-            images[key] = tuple(space.shape)
-        else:
-            vectors[key] = int(space.shape[0])
-    if isinstance(act_space, spaces.Discrete):
-        act = ActSpec(True, int(act_space.n))
-    else:
-        act = ActSpec(False, int(np.prod(act_space.shape)))
-    return ObsSpec(vectors, images), act
+    return specs_from_spaces(obs_space, act_space)

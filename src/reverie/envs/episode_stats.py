@@ -8,6 +8,7 @@ far: exp(mean_i ln(1 + s_i)) - 1 with s_i the success rate of achievement i in p
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,3 +58,35 @@ class EpisodeStats:
         if state:
             self.episodes = int(state["episodes"])
             self.unlocked = dict(state["unlocked"])
+
+
+@dataclass
+class Episode:
+    index: int  # the env that ran it
+    ret: float
+    length: int
+    info: dict[str, Any]
+
+
+class EpisodeTracker:
+    """Returns and lengths of the episodes running in N envs, from the flags of each step.
+
+    A reset step (`is_first`) is no transition: its reward and length do not count.
+    """
+
+    def __init__(self, num_envs: int) -> None:
+        self.ret = np.zeros(num_envs)
+        self.length = np.zeros(num_envs, np.int64)
+
+    def step(
+        self, reward: np.ndarray, is_first: np.ndarray, is_last: np.ndarray, infos: dict[str, Any]
+    ) -> list[Episode]:
+        """Count one step of every env; returns the episodes that ended on it."""
+        self.ret += np.where(is_first, 0.0, reward)
+        self.length += ~is_first
+        done = []
+        for i in np.flatnonzero(is_last):
+            info = {"achievements": info_at(infos, int(i), "achievements")}
+            done.append(Episode(int(i), float(self.ret[i]), int(self.length[i]), info))
+            self.ret[i], self.length[i] = 0.0, 0
+        return done

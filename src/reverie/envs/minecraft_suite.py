@@ -1,7 +1,7 @@
 """Minecraft Diamond through MineRL, written `minecraft:diamond`.
 
 MineRL (0.4.x, Java 8 and a Minecraft build) cannot be installed on every machine;
-`pip install -e .[minecraft]` tries, and the README has the notes. This adapter is
+`pip install -e .[minecraft]` tries, and docs/domains.md has the notes. This adapter is
 written against MineRL's documented API: `gym.make("MineRLObtainDiamond-v0")` (old gym:
 `reset() -> obs`, `step(action) -> obs, reward, done, info`), observations
 `{'pov': 64x64x3 uint8, 'inventory': {item: count}, 'equipped_items': {'mainhand':
@@ -214,7 +214,7 @@ def make_minecraft(
     if task != "diamond":
         raise unknown_task("minecraft", task, ["diamond"])
     if make_inner is None:
-        require("minerl", "minecraft", "minecraft", "(MineRL needs Java 8, see README)")
+        require("minerl", "minecraft", "minecraft", "(MineRL needs Java 8, see docs/domains.md)")
         import gym as old_gym  # MineRL registers its envs with the old gym package
 
         inner = old_gym.make("MineRLObtainDiamond-v0", **kwargs)

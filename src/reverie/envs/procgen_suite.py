@@ -55,7 +55,7 @@ class ProcgenEnv(gym.Env):
 
     def _build(self, seed: int | None) -> None:
         procgen = require(
-            "procgen", "procgen", "procgen", "(procgen-mirror; it needs numpy<2, see README)"
+            "procgen", "procgen", "procgen", "(procgen-mirror; it needs numpy<2, see docs/domains.md)"
         )
         if self.env is not None:
             self.env.close() if hasattr(self.env, "close") else None
@@ -88,5 +88,5 @@ class ProcgenEnv(gym.Env):
 def make_procgen(task: str, *, pixels: bool = True, size: int = 64, **kwargs: Any) -> gym.Env:
     if task not in GAMES:
         raise unknown_task("procgen", task, list(GAMES))
-    require("procgen", "procgen", "procgen", "(procgen-mirror; it needs numpy<2, see README)")
+    require("procgen", "procgen", "procgen", "(procgen-mirror; it needs numpy<2, see docs/domains.md)")
     return ProcgenEnv(task, **kwargs)

@@ -1,5 +1,5 @@
 """Wrappers that turn any Gymnasium env into the agent's view: a Dict of vectors and images,
-actions in [-1, 1] (continuous) or an index (discrete)."""
+actions in [-1, 1] (continuous) or one-hot (discrete)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from PIL import Image
+
+from reverie.specs import ActSpec
 
 
 class UnsupportedSpaceError(ValueError):
@@ -125,6 +127,24 @@ class NormalizeAction(gym.ActionWrapper):
         scaled = self.low + (action + 1.0) / 2.0 * (self.high - self.low)
         out = np.where(self.finite, scaled, action)
         return out.astype(self.env.action_space.dtype)
+
+
+class OneHotAction(gym.ActionWrapper):
+    """Discrete actions arrive as the agent's one-hot (or any score) vector (A,), of which
+    the largest entry is the action, and reach the env as its index (plus the space's
+    `start`). A plain index passes through, so `action_space.sample()` still works; the
+    action space stays the env's own Discrete space."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.action_space
+        self.act_spec = ActSpec(True, int(space.n), int(space.start))
+
+    def action(self, action):
+        action = np.asarray(action)
+        if action.ndim == 0:
+            return int(action)
+        return int(self.act_spec.to_env(action))
 
 
 class ActionRepeat(gym.Wrapper):

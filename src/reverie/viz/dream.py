@@ -8,7 +8,6 @@ beside the truth and the error: observed frames have a green border, imagined on
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,7 +65,7 @@ class Dream:
 
 # ------------------------------------------------------------------ sequences
 def _needed_keys(agent: Agent) -> list[str]:
-    return [*agent.obs_spec.vectors, *agent.obs_spec.images, "action", "is_first"]
+    return [*agent.obs_spec.keys, "action", "is_first"]
 
 
 def split_episodes(data: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -81,14 +80,7 @@ def split_episodes(data: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
 
 def segments_from_replay(replay: Replay, keys: list[str], chunks: int = 4) -> list[dict]:
     """Episodes (possibly cut) from the newest `chunks` chunks of every replay stream."""
-    segments = []
-    for stream in replay.streams.values():
-        recent = [c for c in list(stream)[-chunks:] if c.length and c.data]
-        if not recent or not all(k in recent[0].data for k in keys):
-            continue
-        data = {k: np.concatenate([c.data[k][: c.length] for c in recent]) for k in keys}
-        segments += split_episodes(data)
-    return segments
+    return [ep for run in replay.recent(keys, chunks) for ep in split_episodes(run)]
 
 
 def segments_from_env(
@@ -96,30 +88,20 @@ def segments_from_env(
 ) -> list[dict]:
     """Fresh episodes of the agent's (sampled) policy, each at most `max_length` steps."""
     from reverie.envs import env_kwargs, make_env
+    from reverie.rollout import episode_steps
 
     env = make_env(str(cfg.env.id), seed=seed, **env_kwargs(cfg.env))
-    keys = [*agent.obs_spec.vectors, *agent.obs_spec.images]
+    keys = agent.obs_spec.keys
     segments = []
     try:
         for ep in range(episodes):
-            obs, _ = env.reset(seed=seed + ep)
-            state, first, steps = None, True, []
-            while True:
-                batch = {k: np.asarray(obs[k])[None] for k in keys}
-                action, state = agent.policy({**batch, "is_first": np.array([first])}, state)
-                act = action[0].float().cpu().numpy()
+            steps = []
+            for obs, act, _, next_obs, done in episode_steps(agent, env, seed + ep, "sample"):
                 steps.append({**{k: np.asarray(obs[k]) for k in keys}, "action": act})
                 if len(steps) >= max_length:
                     break
-                env_act = act
-                if agent.act_spec.discrete:
-                    env_act = int(act.argmax()) + int(getattr(env.action_space, "start", 0))
-                obs, _, term, trunc, _ = env.step(env_act)
-                first = False
-                if term or trunc:
-                    batch = {k: np.asarray(obs[k]) for k in keys}
-                    steps.append({**batch, "action": np.zeros_like(act)})
-                    break
+                if done:  # the last observation, with no action taken on it
+                    steps.append({**{k: np.asarray(next_obs[k]) for k in keys}, "action": 0 * act})
             seg = {k: np.stack([s[k] for s in steps]) for k in steps[0]}
             seg["is_first"] = np.zeros(len(steps), bool)
             seg["is_first"][0] = True
@@ -151,30 +133,17 @@ def pick_windows(
 @torch.inference_mode()
 def open_loop(agent: Agent, data: dict[str, np.ndarray], context: int) -> Dream:
     """Observe `context` steps of `data` (N, T, ...), imagine the rest with its real actions."""
-    wm, dev = agent.wm, agent.device
-    spec = agent.obs_spec
-    keys = [*spec.vectors, *spec.images]
-    n, t = data["is_first"].shape[:2]
+    spec, dev = agent.obs_spec, agent.device
+    t = data["is_first"].shape[1]
     context = max(1, min(context, t))
-    obs = {k: torch.as_tensor(np.asarray(data[k][:, :context]), device=dev) for k in keys}
-    actions = torch.as_tensor(np.asarray(data["action"]), device=dev).float()
-    is_first = torch.zeros(n, context, dtype=torch.bool, device=dev)
-    is_first[:, 0] = True  # a window starts the model from scratch
-    # index t of prev_actions holds a_{t-1}
+    obs = {k: torch.as_tensor(np.asarray(data[k][:, :context]), device=dev) for k in spec.keys}
+    actions = torch.as_tensor(np.asarray(data["action"]), device=dev).float()  # (N, T, A)
     prev_actions = torch.cat([torch.zeros_like(actions[:, :1]), actions[:, :-1]], 1)
-    embed = wm.encoder(obs)
-    start = wm.rssm.initial(n, dev)
-    post, _ = wm.rssm.observe(start, prev_actions[:, :context], embed, is_first)
-    feats = [wm.rssm.feat(post)]
-    state = {"deter": post["deter"][:, -1], "stoch": post["stoch"][:, -1]}
-    for step in range(context, t):
-        state = wm.rssm.img_step(state, prev_actions[:, step])
-        feats.append(wm.rssm.feat(state)[:, None])
-    feat = torch.cat(feats, 1)
-    pred = {k: d.pred().float().cpu().numpy() for k, d in wm.decoder(feat).items()}
+    feat = agent.wm.open_loop(obs, prev_actions)
+    pred = {k: d.pred().float().cpu().numpy() for k, d in agent.wm.decoder(feat).items()}
     for k in spec.images:
         pred[k] = np.clip(pred[k], 0.0, 255.0)
-    truth = {k: np.asarray(data[k]) for k in keys}
+    truth = {k: np.asarray(data[k]) for k in spec.keys}
     return Dream(truth, pred, context, list(spec.images), list(spec.vectors), "replay")
 
 
@@ -421,37 +390,7 @@ def write_dream(dream: Dream, out: str | Path, fps: int = 10) -> dict[str, Path]
     return paths
 
 
-# ------------------------------------------------------------------ TensorBoard
-def encode_gif(frames: np.ndarray, fps: int = 10) -> bytes:
-    """(T, H, W, 3) uint8 -> GIF bytes."""
-    import imageio.v3 as iio
-
-    buf = io.BytesIO()
-    iio.imwrite(buf, frames, extension=".gif", duration=1000 / fps, loop=0)
-    return buf.getvalue()
-
-
-def log_video(logger: Logger, name: str, step: int, video: np.ndarray, fps: int = 10) -> None:
-    """A (N, T, C, H, W) uint8 video into TensorBoard as an animated GIF image summary.
-
-    The videos of the batch are stacked vertically. Encoded here with imageio, since
-    TensorBoard's own `add_video` needs moviepy (and its removed `moviepy.editor`).
-    """
-    if getattr(logger, "tb", None) is None:
-        return
-    from tensorboard.compat.proto.summary_pb2 import Summary
-
-    frames = np.concatenate(list(video.transpose(0, 1, 3, 4, 2)), 1)  # (T, N*H, W, C)
-    image = Summary.Image(
-        height=frames.shape[1],
-        width=frames.shape[2],
-        colorspace=frames.shape[3],
-        encoded_image_string=encode_gif(frames, fps),
-    )
-    summary = Summary(value=[Summary.Value(tag=name, image=image)])
-    logger.tb._get_file_writer().add_summary(summary, step)
-
-
+# ------------------------------------------------------------------ training hook
 def dream_during_training(
     agent: Agent,
     cfg: DictConfig,
@@ -470,7 +409,7 @@ def dream_during_training(
     if result.images:
         video = video_tensor(result)
         if logger is not None:
-            log_video(logger, "dream/video", step, video)
+            logger.video("dream/video", step, video)
             logger.write(step, {f"dream/mse_{k}": v for k, v in result.mse().items()})
         path = out.with_suffix(".gif")
         import imageio.v3 as iio

@@ -1,0 +1,47 @@
+"""Clocks of the training loop: when to update, log, evaluate, dream and checkpoint."""
+
+from __future__ import annotations
+
+
+class Every:
+    """Fires when `every` units (env steps or seconds) have passed since it last fired.
+
+    `every=None` never fires; `every=0` fires on every check.
+    """
+
+    def __init__(self, every: float | None, last: float = 0.0):
+        self.every, self.last = every, last
+
+    def __call__(self, now: float) -> bool:
+        if self.every is None or now - self.last < self.every:
+            return False
+        self.last = now
+        return True
+
+
+class TrainRatio:
+    """How many updates are owed after `steps` env steps since training started: one at
+    the start, then `ratio` replayed steps per env step at `replayed` steps per update."""
+
+    def __init__(self, ratio: float, replayed: int):
+        self.ratio, self.replayed = ratio, replayed
+
+    def owed(self, steps: int, updates: int) -> int:
+        return max(0, int(steps * self.ratio / self.replayed) + 1 - updates)
+
+
+class Speedometer:
+    """Env steps and updates per second since the last reading."""
+
+    def __init__(self, now: float, step: int, updates: int):
+        self.since = (now, step, updates)
+
+    def read(self, now: float, step: int, updates: int, reset: bool = True) -> dict[str, float]:
+        then, step0, updates0 = self.since
+        seconds = max(now - then, 1e-9)
+        if reset:
+            self.since = (now, step, updates)
+        return {
+            "fps/env_steps": (step - step0) / seconds,
+            "fps/updates": (updates - updates0) / seconds,
+        }

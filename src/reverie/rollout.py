@@ -1,0 +1,115 @@
+"""Running a trained agent outside the training loop: episodes in a fresh env, evaluation,
+and loading the newest checkpoint of a logdir without a Trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from reverie import checkpoint
+from reverie.accel import pick_device
+from reverie.agent import Agent
+from reverie.config import from_yaml, make_config
+from reverie.envs import describe_spaces, env_kwargs, make_env, split_id
+
+Obs = dict[str, np.ndarray]
+
+
+def episode_steps(
+    agent: Agent,
+    env: Any,
+    seed: int,
+    mode: str = "mode",
+    on_obs: Callable[[Obs], None] | None = None,
+) -> Iterator[tuple[Obs, np.ndarray, float, Obs, bool]]:
+    """Play one episode of `agent` in a single env built by `make_env`.
+
+    Yields per step: the observation, the agent's action on it (A,), then the reward, the
+    next observation and whether the episode ended there. `on_obs(obs)` sees every
+    observation as it arrives, before the env moves on (where `env.render()` shows it).
+    """
+    obs, _ = env.reset(seed=seed)
+    if on_obs is not None:
+        on_obs(obs)
+    state, first = None, True
+    while True:
+        batch = {k: np.asarray(v)[None] for k, v in obs.items()}
+        action, state = agent.policy({**batch, "is_first": np.array([first])}, state, mode)
+        act = action[0].float().cpu().numpy()
+        next_obs, reward, term, trunc, _ = env.step(act)  # envs.wrappers.OneHotAction: index
+        done = bool(term or trunc)
+        if on_obs is not None:
+            on_obs(next_obs)
+        yield obs, act, float(reward), next_obs, done
+        if done:
+            return
+        obs, first = next_obs, False
+
+
+def evaluate(
+    agent: Agent,
+    cfg: DictConfig,
+    episodes: int,
+    seed: int = 0,
+    prefix: str = "eval/",
+    mode: str = "mode",
+    frames: Any = None,
+    on_episode: Callable[[int, float, int], None] | None = None,
+) -> dict[str, float]:
+    """Mean return and length over `episodes` full episodes in a fresh single env.
+
+    :param mode: "mode" (the policy's most likely action) or "sample".
+    :param frames: anything with `append(frame)` (a list, `reverie.viz.video.VideoWriter`)
+        that receives every frame as (H, W, 3) uint8: the env's first image observation,
+        else `env.render()` (gym envs are then built with render_mode='rgb_array').
+    :param on_episode: called as `on_episode(index, return, length)` after each episode.
+    """
+    kw = env_kwargs(cfg.env)
+    image_key = next(iter(agent.obs_spec.images), None)
+    if frames is not None and image_key is None and split_id(str(cfg.env.id))[0] == "gym":
+        kw["kwargs"] = {"render_mode": "rgb_array", **kw["kwargs"]}
+    env = make_env(str(cfg.env.id), seed=seed, **kw)
+
+    def record(obs: Obs) -> None:
+        if frames is not None:
+            frames.append(obs[image_key] if image_key is not None else env.render())
+
+    returns, lengths = [], []
+    try:
+        for ep in range(episodes):
+            total, length = 0.0, 0
+            for _, _, reward, _, _ in episode_steps(agent, env, seed + ep, mode, record):
+                total += reward
+                length += 1
+            returns.append(total)
+            lengths.append(length)
+            if on_episode is not None:
+                on_episode(ep, total, length)
+    finally:
+        env.close()
+    return {
+        f"{prefix}return": float(np.mean(returns)),
+        f"{prefix}length": float(np.mean(lengths)),
+        f"{prefix}return_std": float(np.std(returns)),
+    }
+
+
+def load_trained(logdir: str | Path) -> tuple[Agent, DictConfig, dict]:
+    """(agent, config, checkpoint state) of the newest checkpoint of `logdir`."""
+    logdir = Path(logdir)
+    state = checkpoint.load_latest(logdir)
+    if state is None:
+        raise FileNotFoundError(
+            f"no checkpoint in {logdir}: train there first (reverie train --logdir {logdir})"
+        )
+    cfg = make_config([], base=from_yaml(state["config"]))
+    env = make_env(str(cfg.env.id), **env_kwargs(cfg.env))
+    obs_spec, act_spec = describe_spaces(env)
+    env.close()
+    agent = Agent(obs_spec, act_spec, cfg, pick_device(cfg.run.device))
+    agent.load_checkpoint_state(state["agent"])
+    return agent, cfg, state

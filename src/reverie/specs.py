@@ -1,0 +1,158 @@
+"""What flows between the envs, replay and the model, in one place.
+
+- `ObsSpec`, `ActSpec`: what the model reads and writes; `specs_from_spaces` reads them
+  off an env's spaces.
+- The replay step schema: the keys of one stored step, and how the posterior latent of
+  each step is kept (deter as fp16, stoch as uint8 class indices) and read back.
+- `replay_length`: the sequence length replay serves (the trained steps plus context).
+- `random_batch`: a replay-shaped batch of random data for tests and benchmarks.
+
+Shape legend used across the package: B batch, T time, H imagination horizon, N flattened
+batch (B*T, or envs when acting), S stochastic latents, K classes per latent, D width of
+the deterministic state, F feature width (D + S*K), A action dims (or actions, one-hot).
+
+This module is the bottom layer: it imports nothing from the model or the envs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+Tensor = torch.Tensor
+
+# the non-observation keys of a replay step; observations are ObsSpec.keys
+STEP_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action", "deter", "stoch")
+
+
+@dataclass(frozen=True)
+class ObsSpec:
+    """Which observation keys the model reads: flat float vectors and uint8 HxWxC images."""
+
+    vectors: dict[str, int]  # key -> size
+    images: dict[str, tuple[int, int, int]]  # key -> (H, W, C)
+
+    @property
+    def image_channels(self) -> int:
+        return sum(shape[-1] for shape in self.images.values())
+
+    @property
+    def keys(self) -> list[str]:
+        return [*self.vectors, *self.images]
+
+
+@dataclass(frozen=True)
+class ActSpec:
+    """The action the model emits: one-hot over `dim` actions (discrete; the env's action
+    0 is index `start`) or `dim` continuous values in [-1, 1]."""
+
+    discrete: bool
+    dim: int
+    start: int = 0
+
+    def to_env(self, action: np.ndarray) -> np.ndarray:
+        """The model's action (..., A) as the env takes it: an index for discrete actions
+        (the largest entry wins), the values themselves for continuous ones."""
+        action = np.asarray(action)
+        if self.discrete:
+            return action.argmax(-1) + self.start
+        return action
+
+
+def specs_from_spaces(obs_space: spaces.Dict, act_space: spaces.Space) -> tuple[ObsSpec, ActSpec]:
+    """The specs of an env whose observations are `reverie.envs.wrappers.DreamerObservation`'s
+    Dict of float vectors and uint8 images, acting in a Discrete or float Box space."""
+    vectors, images = {}, {}
+    for key, space in obs_space.spaces.items():
+        if space.dtype == np.uint8 and len(space.shape) == 3:
+            images[key] = tuple(space.shape)
+        else:
+            vectors[key] = int(space.shape[0])
+    if isinstance(act_space, spaces.Discrete):
+        act = ActSpec(True, int(act_space.n), int(act_space.start))
+    else:
+        act = ActSpec(False, int(np.prod(act_space.shape)))
+    return ObsSpec(vectors, images), act
+
+
+def replay_length(run: Any, replay: Any) -> int:
+    """Steps per sampled sequence: `run.batch_length` trained steps after `replay.context`
+    steps whose stored latent starts the sequence."""
+    return int(run.batch_length) + int(replay.context)
+
+
+# ------------------------------------------------------------------ latents in replay
+def encode_latent(deter: Tensor, stoch: Tensor) -> dict[str, Tensor]:
+    """A posterior latent as replay stores it: deter (..., D) as fp16, one-hot stoch
+    (..., S, K) as uint8 class indices (..., S)."""
+    return {"deter": deter.detach().half(), "stoch": stoch.detach().argmax(-1).to(torch.uint8)}
+
+
+def decode_latent(deter: Tensor, stoch: Tensor, classes: int) -> dict[str, Tensor]:
+    """Stored deter (..., D) and stoch indices (..., S) back as float deter and one-hot stoch."""
+    one_hot = torch.nn.functional.one_hot(stoch.long(), classes).float()
+    return {"deter": deter.float(), "stoch": one_hot}
+
+
+def to_numpy(tensors: dict[str, Tensor]) -> dict[str, np.ndarray]:
+    return {k: v.cpu().numpy() for k, v in tensors.items()}
+
+
+def replay_step(
+    obs: dict[str, np.ndarray],
+    reward: np.ndarray,
+    is_first: np.ndarray,
+    is_last: np.ndarray,
+    is_terminal: np.ndarray,
+    action: Tensor,
+    latent: dict[str, Tensor],
+) -> dict[str, np.ndarray]:
+    """One step of N envs as replay stores it: the observation, the reward and flags that
+    arrived with it, the action taken on it (N, A) and the posterior latent it gave."""
+    step = {
+        **obs,
+        "reward": reward,
+        "is_first": is_first,
+        "is_last": is_last,
+        "is_terminal": is_terminal,
+        "action": action.float().cpu().numpy(),
+        **to_numpy(encode_latent(latent["deter"], latent["stoch"])),
+    }
+    assert set(step) == set(obs) | set(STEP_KEYS), sorted(step)
+    return step
+
+
+# ------------------------------------------------------------------ test data
+def random_batch(
+    cfg: Any, obs: ObsSpec, act: ActSpec, seed: int = 0, ends: float = 0.0
+) -> dict[str, Tensor]:
+    """A replay-shaped batch (B, context + T, ...) of random data, for tests and benchmarks.
+
+    Each sequence starts an episode; with `ends` > 0 every later step also starts (and,
+    independently, ends by termination) an episode with that probability.
+    """
+    rng = np.random.default_rng(seed)
+    b, t = cfg.run.batch_size, replay_length(cfg.run, cfg.replay)
+    data = {k: rng.normal(size=(b, t, n)).astype(np.float32) for k, n in obs.vectors.items()}
+    data.update(
+        {k: rng.integers(0, 255, (b, t, *s), dtype=np.uint8) for k, s in obs.images.items()}
+    )
+    if act.discrete:
+        data["action"] = np.eye(act.dim, dtype=np.float32)[rng.integers(0, act.dim, (b, t))]
+    else:
+        data["action"] = rng.uniform(-1, 1, (b, t, act.dim)).astype(np.float32)
+    data["reward"] = rng.normal(size=(b, t)).astype(np.float32)
+    data["is_first"] = np.zeros((b, t), bool)
+    data["is_first"][:, 0] = True
+    data["is_last"] = np.zeros((b, t), bool)
+    if ends:
+        data["is_first"] |= rng.random((b, t)) < ends
+        data["is_last"] = rng.random((b, t)) < ends
+    data["is_terminal"] = data["is_last"].copy()
+    data["deter"] = rng.normal(size=(b, t, cfg.model.deter)).astype(np.float16)
+    data["stoch"] = rng.integers(0, cfg.model.classes, (b, t, cfg.model.stoch), dtype=np.uint8)
+    return {k: torch.as_tensor(v) for k, v in data.items()}
