@@ -24,6 +24,7 @@ train: install
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
 
 test: install lint
 	$(VENV)/bin/pytest -q

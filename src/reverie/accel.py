@@ -79,7 +79,9 @@ class CompiledMethod:
         self.eager, self.name = method, name
         # draw random numbers with the eager kernels: a seed gives the same samples compiled
         # or not, so the two paths agree up to rounding (tests/test_accel.py)
-        options = {"fallback_random": True} if backend == "inductor" else None
+        options: dict[str, Any] | None = (
+            {"fallback_random": True} if backend == "inductor" else None
+        )
         # shapes are fixed by the batch, so each method compiles once
         self.compiled = torch.compile(method, dynamic=False, backend=backend, options=options)
         self.failure: str | None = None

@@ -7,6 +7,8 @@ B*T = N posterior states and rolls H steps.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -50,6 +52,8 @@ class Agent(nn.Module):
     :param device: where parameters live and the update runs.
     """
 
+    updates: Tensor  # buffer (register_buffer in __init__): optimiser steps taken
+
     def __init__(
         self,
         obs_spec: ObsSpec,
@@ -89,14 +93,14 @@ class Agent(nn.Module):
         state["action"] = torch.zeros(n, self.act_spec.dim, device=self.device)
         return state
 
-    def obs_to_tensors(self, obs: dict[str, np.ndarray]) -> dict[str, Tensor]:
+    def obs_to_tensors(self, obs: Mapping[str, np.ndarray | Tensor]) -> dict[str, Tensor]:
         keys = [*self.obs_spec.vectors, *self.obs_spec.images, "is_first"]
         return {k: torch.as_tensor(np.asarray(obs[k]), device=self.device) for k in keys}
 
     @torch.inference_mode()
     def policy(
         self,
-        obs: dict[str, np.ndarray | Tensor],
+        obs: Mapping[str, np.ndarray | Tensor],
         state: dict[str, Tensor] | None,
         mode: str = "sample",
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -105,12 +109,13 @@ class Agent(nn.Module):
         Returns actions (N, A) (one-hot for discrete, [-1, 1] for continuous) and the
         new state, which also holds the posterior latent to store in replay.
         """
-        obs = self.obs_to_tensors(obs)
-        n = obs["is_first"].shape[0]
+        inputs = self.obs_to_tensors(obs)
+        n = inputs["is_first"].shape[0]
         if state is None:
             state = self.initial_state(n)
-        embed = self.wm.encoder(obs, bdims=1)
-        latent, _ = self.wm.rssm.obs_step(state, state["action"], embed, obs["is_first"].bool())
+        embed = self.wm.encoder(inputs, bdims=1)
+        first = inputs["is_first"].bool()
+        latent, _ = self.wm.rssm.obs_step(state, state["action"], embed, first)
         dist = self.behavior.actor(self.wm.rssm.feat(latent))
         action = dist.sample() if mode == "sample" else dist.mode()
         if not self.act_spec.discrete:

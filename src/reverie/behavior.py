@@ -1,4 +1,5 @@
-"""Actor and critic learned in imagination (the paper, Methods: critic learning and actor learning)."""
+"""Actor and critic learned in imagination (the paper, Methods: critic learning and actor
+learning)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def replay_lambda_return(
 
 class ReturnNormalizer(nn.Module):
     """scale = max(limit, EMA(Per(R, high) - Per(R, low))); kept on device, no host syncs."""
+
+    quantiles: Tensor  # buffers (register_buffer in __init__)
+    spread: Tensor
 
     def __init__(self, decay: float, low: float, high: float, limit: float):
         super().__init__()
@@ -246,6 +250,6 @@ class Behavior(nn.Module):
     @torch.no_grad()
     def update_slow_critic(self) -> None:
         rate = self.cfg.behavior.slow_critic_rate
-        src = list(self.critic.parameters())
-        dst = list(self.slow_critic.parameters())
+        src: list[Tensor] = list(self.critic.parameters())
+        dst: list[Tensor] = list(self.slow_critic.parameters())
         torch._foreach_lerp_(dst, src, rate)

@@ -296,7 +296,7 @@ def cmd_sizes(args) -> int:
             agent = Agent(ObsSpec({}, {"image": (64, 64, 3)}), ActSpec(True, 17), cfg, "meta")
         total = agent.param_count()["total"]
         print(
-            f"{name:>5} {s.deter:>6} {s.hidden:>6} {s.classes:>7} {s.depth:>5} {s.units:>5}"
+            f"{str(name):>5} {s.deter:>6} {s.hidden:>6} {s.classes:>7} {s.depth:>5} {s.units:>5}"
             f" {total / 1e6:>33.1f}M"
         )
     return 0

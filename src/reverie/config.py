@@ -216,7 +216,9 @@ def train_fill(run: RunConfig | DictConfig) -> int:
 
 def _load_yaml(name: str) -> DictConfig:
     text = resources.files("reverie.configs").joinpath(name).read_text()
-    return OmegaConf.create(text)
+    cfg = OmegaConf.create(text)
+    assert isinstance(cfg, DictConfig), name  # the packaged presets are mappings
+    return cfg
 
 
 SIZES = _load_yaml("sizes.yaml")
@@ -233,7 +235,7 @@ def default_config() -> DictConfig:
 def all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     keys = []
     for k, v in cfg.items():
-        path = f"{prefix}{k}"
+        path = f"{prefix}{str(k)}"  # str(): a key may be any DictKeyType (as before)
         if isinstance(v, DictConfig):
             keys.extend(all_keys(v, path + "."))
         else:
@@ -271,7 +273,7 @@ def merge(cfg: DictConfig, *others: DictConfig | dict) -> DictConfig:
                     f"unknown config key {key!r}; closest valid keys: {_closest(key, options)}"
                 )
         try:
-            cfg = OmegaConf.merge(cfg, other)
+            merged = OmegaConf.merge(cfg, other)
         except ConfigKeyError as e:
             raise ConfigError(
                 f"unknown config key {e.full_key!r}; closest valid keys: "
@@ -281,6 +283,8 @@ def merge(cfg: DictConfig, *others: DictConfig | dict) -> DictConfig:
             key = getattr(e, "full_key", "?")
             msg = f"bad value for {key!r}: {e.msg if hasattr(e, 'msg') else e}".splitlines()[0]
             raise ConfigError(f"{msg}; `reverie config` shows each key's current value") from None
+        assert isinstance(merged, DictConfig)  # merged into a DictConfig
+        cfg = merged
     return cfg
 
 
@@ -290,8 +294,8 @@ PAPER = "paper"  # --size paper: the domain's paper_size
 def size_preset(name: str) -> DictConfig:
     if name not in SIZES:
         raise ConfigError(
-            f"unknown size {name!r}; valid sizes: {', '.join(SIZES.keys())}, or {PAPER!r} "
-            "for the size the paper runs the domain at"
+            f"unknown size {name!r}; valid sizes: {', '.join(map(str, SIZES.keys()))}, "
+            f"or {PAPER!r} for the size the paper runs the domain at"
         )
     return OmegaConf.create({"model": SIZES[name]})
 
@@ -305,7 +309,7 @@ def domain_preset(env_id: str, preset: str = "") -> DictConfig:
     if preset:
         if preset not in DOMAINS:
             raise ConfigError(
-                f"unknown preset {preset!r}; valid presets: {', '.join(DOMAINS.keys())}"
+                f"unknown preset {preset!r}; valid presets: {', '.join(map(str, DOMAINS.keys()))}"
             )
         return DOMAINS[preset]
     suite = env_id.split(":", 1)[0] if ":" in env_id else env_id
@@ -330,7 +334,9 @@ def validate(cfg: DictConfig) -> None:
             )
     for key in ("size", "paper_size"):
         if cfg[key] not in SIZES:
-            raise ConfigError(f"unknown {key} {cfg[key]!r}; valid sizes: {', '.join(SIZES.keys())}")
+            raise ConfigError(
+                f"unknown {key} {cfg[key]!r}; valid sizes: {', '.join(map(str, SIZES.keys()))}"
+            )
     if cfg.env.step_timeout < 0:
         raise ConfigError("env.step_timeout must be >= 0 (0 waits forever)")
     if cfg.replay.disk_budget_mb < 0:
@@ -339,7 +345,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("replay.context must be >= 0")
     if cfg.preset and cfg.preset not in DOMAINS:
         raise ConfigError(
-            f"unknown preset {cfg.preset!r}; valid presets: {', '.join(DOMAINS.keys())}"
+            f"unknown preset {cfg.preset!r}; valid presets: {', '.join(map(str, DOMAINS.keys()))}"
         )
 
 
@@ -453,4 +459,6 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 def from_yaml(text: str) -> DictConfig:
-    return OmegaConf.create(text)
+    cfg = OmegaConf.create(text)
+    assert isinstance(cfg, DictConfig)  # a saved config is a mapping
+    return cfg

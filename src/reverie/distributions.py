@@ -107,7 +107,7 @@ class TwoHot:
         Reads the two logits each target touches instead of a dense (..., K) product,
         and shares one logsumexp across targets.
         """
-        total = 0.0
+        total: Tensor | float = 0.0
         for y in (target, *more):
             k, w_hi = twohot_weights(self.fwd(y), self.bins)
             pair = torch.gather(self.logits, -1, torch.stack([k, k + 1], -1))  # (..., 2)

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 class MetricsMean:
     """Running sums of device scalars, averaged (one host sync) only when read."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0
 
@@ -45,7 +46,7 @@ class Logger:
 
             self.tb = SummaryWriter(str(self.logdir / "tensorboard"))
 
-    def write(self, step: int, metrics: dict[str, float | str]) -> None:
+    def write(self, step: int, metrics: Mapping[str, float | str]) -> None:
         # strings (e.g. env/fault messages) go to metrics.jsonl as they are, not to TensorBoard
         clean = {
             k: v if isinstance(v, str) else (float(v) if _finite(v) else None)
@@ -73,7 +74,9 @@ class Logger:
             colorspace=frames.shape[3],
             encoded_image_string=encode_gif(frames, fps),
         )
-        self.tb.file_writer.add_summary(Summary(value=[Summary.Value(tag=name, image=image)]), step)
+        writer = self.tb.file_writer
+        assert writer is not None  # SummaryWriter opens it in __init__ (None only after close)
+        writer.add_summary(Summary(value=[Summary.Value(tag=name, image=image)]), step)
 
     def flush(self) -> None:
         self.file.flush()

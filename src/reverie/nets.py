@@ -7,6 +7,7 @@ a scale only, so a bias-free layer before it could not see the scale of its inpu
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -47,6 +48,7 @@ def linear(inp: int, out: int, outscale: float = 1.0, fan_in: int | None = None)
 def conv(inp: int, out: int, kernel: int = 5, stride: int = 1, outscale: float = 1.0) -> nn.Conv2d:
     layer = nn.Conv2d(inp, out, kernel, stride=stride, padding=kernel // 2)
     init_linear_(layer.weight, outscale)
+    assert layer.bias is not None  # Conv2d's default bias=True
     nn.init.zeros_(layer.bias)
     return layer
 
@@ -97,18 +99,19 @@ def fused_mlps(x: Tensor, mlps: list[MLP]) -> list[Tensor]:
     is read once and the matmul is wider, which runs faster than one per MLP.
     """
     deep = [m for m in mlps if len(m.layers)]
-    firsts = [m.layers[0] for m in deep]
+    # an MLP's layers are Dense (see MLP.__init__)
+    firsts = [cast(Dense, m.layers[0]) for m in deep]
     if firsts:
         weight = torch.cat([d.linear.weight for d in firsts], 0)  # (sum of widths, in)
         bias = torch.cat([d.linear.bias for d in firsts], 0)
-        pre = nn.functional.linear(x, weight, bias)
-        pre = iter(pre.split([d.linear.out_features for d in firsts], -1))
+        pre_all = nn.functional.linear(x, weight, bias)
+        pre = iter(pre_all.split([d.linear.out_features for d in firsts], -1))
     outs = []
     for m in mlps:
         if not len(m.layers):
             outs.append(x)
             continue
-        first = m.layers[0]
+        first = cast(Dense, m.layers[0])
         outs.append(m.layers[1:](torch.nn.functional.silu(first.norm(next(pre)))))
     return outs
 
@@ -145,7 +148,8 @@ class ConvEncoder(nn.Module):
             inp = depth * m
         self.out_dim = inp * 4 * 4
         # NHWC images permute to channels-last NCHW views; matching weights run faster
-        self.to(memory_format=torch.channels_last)
+        # torch's Module.to overloads omit `memory_format`, which Module.to accepts and documents
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stub
 
     def forward(self, image: Tensor) -> Tensor:
         # image: (N, H, W, C) uint8 -> (N, out_dim)
@@ -205,7 +209,8 @@ class ConvDecoder(nn.Module):
             self.convs.append(conv(a, b, 5))
             if i < len(outs) - 1:
                 self.norms.append(ChannelNorm(b))
-        self.to(memory_format=torch.channels_last)
+        # torch's Module.to overloads omit `memory_format`, which Module.to accepts and documents
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stub
 
     def space(self, feat: Tensor) -> Tensor:
         """The 4x4 map before its norm: feat (N, deter + stoch) -> (N, C, 4, 4)."""
@@ -220,6 +225,7 @@ class ConvDecoder(nn.Module):
         # feat: (N, F) -> (N, H, W, C) in [0, 1]
         x = torch.nn.functional.silu(self.space_norm(self.space(feat)))
         for i, layer in enumerate(self.convs):
+            layer = cast(nn.Conv2d, layer)  # self.convs holds the conv() layers
             x = upsample_conv(x, layer.weight, layer.bias)
             if i < len(self.norms):
                 x = torch.nn.functional.silu(self.norms[i](x))

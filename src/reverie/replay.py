@@ -205,7 +205,8 @@ class Replay:
         path = self.directory / f"{chunk.stream:03d}-{chunk.index:08d}.npz"
         buf = io.BytesIO()
         arrays = {k: v[: chunk.length] for k, v in chunk.data.items()}
-        np.savez(buf, **arrays)
+        # allow_pickle named (its default): else mypy matches **arrays against the bool param
+        np.savez(buf, allow_pickle=True, **arrays)
         payload = buf.getvalue()
         atomic_write(path, with_footer(payload), pause="chunk")
         chunk.saved_length = chunk.length

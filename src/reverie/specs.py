@@ -66,15 +66,20 @@ class ActSpec:
 def specs_from_spaces(obs_space: spaces.Dict, act_space: spaces.Space) -> tuple[ObsSpec, ActSpec]:
     """The specs of an env whose observations are `reverie.envs.wrappers.DreamerObservation`'s
     Dict of float vectors and uint8 images, acting in a Discrete or float Box space."""
-    vectors, images = {}, {}
+    vectors: dict[str, int] = {}
+    images: dict[str, tuple[int, int, int]] = {}
     for key, space in obs_space.spaces.items():
-        if space.dtype == np.uint8 and len(space.shape) == 3:
-            images[key] = tuple(space.shape)
+        shape = space.shape
+        assert shape is not None, (key, space)  # Box spaces have a shape
+        if space.dtype == np.uint8 and len(shape) == 3:
+            h, w, c = shape
+            images[key] = (h, w, c)
         else:
-            vectors[key] = int(space.shape[0])
+            vectors[key] = int(shape[0])
     if isinstance(act_space, spaces.Discrete):
         act = ActSpec(True, int(act_space.n), int(act_space.start))
     else:
+        assert act_space.shape is not None, act_space  # a Box
         act = ActSpec(False, int(np.prod(act_space.shape)))
     return ObsSpec(vectors, images), act
 
@@ -137,7 +142,9 @@ def random_batch(
     """
     rng = np.random.default_rng(seed)
     b, t = cfg.run.batch_size, replay_length(cfg.run, cfg.replay)
-    data = {k: rng.normal(size=(b, t, n)).astype(np.float32) for k, n in obs.vectors.items()}
+    data: dict[str, np.ndarray] = {
+        k: rng.normal(size=(b, t, n)).astype(np.float32) for k, n in obs.vectors.items()
+    }
     data.update(
         {k: rng.integers(0, 255, (b, t, *s), dtype=np.uint8) for k, s in obs.images.items()}
     )

@@ -225,6 +225,7 @@ class Trainer:
     def receive(self, previous: EnvStep, tracker: EpisodeTracker) -> EnvStep:
         """The envs' answer to the actions sent; logs the episodes that ended with it."""
         if hasattr(self.env, "step_async"):
+            assert hasattr(self.env, "step_wait")  # step_async's other half
             obs, reward, term, trunc, infos = self.env.step_wait()
         else:
             obs, reward, term, trunc, infos = self.env.step(self.pending)
@@ -268,6 +269,7 @@ class Trainer:
         """Log a skipped update with the loss terms that went bad; stop after too many."""
         bad = sorted(k for k, v in metrics.items() if not torch.isfinite(v).all())
         self.nonfinite_in_row += 1
+        assert self.logger is not None  # train() opens it before the loop
         self.logger.write(self.step, {"train/skipped_update": 1.0})
         print(
             f"reverie: warning: update {self.updates} at step {self.step} skipped: "
@@ -297,13 +299,15 @@ class Trainer:
         self.episodes += 1
         self.returns.append(ret)
         extra = self.episode_stats.episode(info)  # achievement/<name>, crafter/score
+        assert self.logger is not None  # train() opens it before the loop
         self.logger.write(self.step, {"episode/return": ret, "episode/length": length, **extra})
 
     def _env_faults(self, infos: dict) -> None:
         """Log the faults the async vector env reports (reverie.envs.vector)."""
         for i in np.flatnonzero(infos.get("_env_fault", ())):
-            fault = str(info_at(infos, i, "env_fault"))
-            restarts = int(info_at(infos, i, "worker_restarts"))
+            fault = str(info_at(infos, int(i), "env_fault"))
+            restarts = int(info_at(infos, int(i), "worker_restarts"))
+            assert self.logger is not None  # train() opens it before the loop
             self.logger.write(self.step, {"env/worker_restarts": restarts, "env/fault": fault})
             print(f"reverie: warning: step {self.step}: {fault}", file=sys.stderr)
 
@@ -311,6 +315,7 @@ class Trainer:
         metrics = {**self.metrics.result(), **rates}
         metrics["replay/size"] = self.replay.size
         metrics["train/updates"] = self.updates
+        assert self.logger is not None  # train() opens it before the loop
         self.logger.write(self.step, metrics)
 
     def evaluate(self, episodes: int, prefix: str = "eval/", mode: str = "mode") -> dict:

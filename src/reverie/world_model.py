@@ -343,6 +343,8 @@ class ValueHead(nn.Module):
     biased toward 0 for stochastic targets (tests/test_distributions.py).
     """
 
+    bins: Tensor  # buffer (register_buffer in __init__)
+
     def __init__(self, inp: int, mc: ModelConfig, ab: AblationConfig, layers: int):
         super().__init__()
         self.twohot = ab.twohot

@@ -161,4 +161,5 @@ def describe_spaces(env: gym.Env | gym.vector.VectorEnv) -> tuple[ObsSpec, ActSp
     """Observation spec and action spec of a (vector) env built by `make_env`."""
     obs_space = getattr(env, "single_observation_space", env.observation_space)
     act_space = getattr(env, "single_action_space", env.action_space)
+    assert isinstance(obs_space, spaces.Dict), obs_space  # DreamerObservation's Dict
     return specs_from_spaces(obs_space, act_space)

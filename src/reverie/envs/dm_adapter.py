@@ -80,6 +80,7 @@ class DmEnvToGym(gym.Env):
 
     def _convert(self, observation: Any) -> Any:
         if self.pixels:
+            assert self.render_fn is not None  # __init__ requires one with pixels=True
             return self.render_fn(self.env)
         values = _entries(observation)
         if self.mode == "flat":
@@ -87,6 +88,7 @@ class DmEnvToGym(gym.Env):
             return np.concatenate(parts) if parts else np.zeros(0, np.float32)
         if self.single:
             return _entry_value(self.observation_space, values["obs"])
+        assert isinstance(self.observation_space, spaces.Dict)  # the dict branch of __init__
         return {
             k: _entry_value(space, values[k]) for k, space in self.observation_space.spaces.items()
         }

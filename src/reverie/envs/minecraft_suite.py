@@ -157,7 +157,7 @@ class MinecraftDiamond(gym.Env):
         self.render_mode = "rgb_array"
         self.reached: set[str] = set()
         self.max_inventory = np.zeros(len(ITEMS), np.float32)
-        self._pov = None
+        self._pov: np.ndarray | None = None
 
     def _obs(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
         inventory = raw.get("inventory", {})

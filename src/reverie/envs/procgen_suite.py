@@ -50,18 +50,21 @@ class ProcgenEnv(gym.Env):
         self.observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)
         self.action_space = spaces.Discrete(15)
         self.render_mode = "rgb_array"
-        self.env = None
+        self.env: Any = None  # procgen's gym3 ProcgenGym3Env (untyped), built by _build
         self._build(seed)
 
     def _build(self, seed: int | None) -> None:
         procgen = require(
-            "procgen", "procgen", "procgen", "(procgen-mirror; it needs numpy<2, see docs/domains.md)"
+            "procgen",
+            "procgen",
+            "procgen",
+            "(procgen-mirror; it needs numpy<2, see docs/domains.md)",
         )
         if self.env is not None:
             self.env.close() if hasattr(self.env, "close") else None
         extra = {"rand_seed": int(seed)} if seed is not None else {}
         self.env = procgen.ProcgenGym3Env(num=1, env_name=self.game, **self.kwargs, **extra)
-        self._obs = None
+        self._obs: np.ndarray | None = None
 
     def _observe(self) -> tuple[float, np.ndarray, bool]:
         reward, obs, first = self.env.observe()
@@ -88,5 +91,7 @@ class ProcgenEnv(gym.Env):
 def make_procgen(task: str, *, pixels: bool = True, size: int = 64, **kwargs: Any) -> gym.Env:
     if task not in GAMES:
         raise unknown_task("procgen", task, list(GAMES))
-    require("procgen", "procgen", "procgen", "(procgen-mirror; it needs numpy<2, see docs/domains.md)")
+    require(
+        "procgen", "procgen", "procgen", "(procgen-mirror; it needs numpy<2, see docs/domains.md)"
+    )
     return ProcgenEnv(task, **kwargs)

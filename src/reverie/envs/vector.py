@@ -253,6 +253,7 @@ class FaultTolerantVectorEnv(gym.vector.VectorEnv):
 
     def _batch(self, observations: list[Any]) -> Any:
         out = create_empty_array(self.single_observation_space, self.num_envs, fn=np.zeros)
+        assert out is not None  # None only for spaces without a fixed-size batch (Graph, ...)
         return concatenate(self.single_observation_space, observations, out)
 
     def _info(self, infos: dict, i: int, info: dict, events: list[str]) -> dict:
@@ -266,13 +267,15 @@ class FaultTolerantVectorEnv(gym.vector.VectorEnv):
     ) -> tuple[Any, dict]:
         self._drop_in_flight()
         n = self.num_envs
+        seeds: list[int | None]
         if seed is None or isinstance(seed, Sequence):
             seeds = list(seed) if seed is not None else [None] * n
         else:
             seeds = [int(seed) + i for i in range(n)]  # as gymnasium's vector envs do
         self._seeds, self._pending_seed = list(seeds), [None] * n
         answers = self._exchange({i: ("reset", seeds[i]) for i in range(n)})
-        observations, infos = [], {}
+        observations: list[Any] = []
+        infos: dict[str, Any] = {}
         for i in range(n):
             events: list[str] = []
             obs, info = self._take_reset(i, answers[i], events)
@@ -310,7 +313,8 @@ class FaultTolerantVectorEnv(gym.vector.VectorEnv):
             raise RuntimeError("step_wait called without step_async")
         n = self.num_envs
         answers = self._gather(commands)
-        observations, infos = [], {}
+        observations: list[Any] = []
+        infos: dict[str, Any] = {}
         rewards = np.zeros(n, np.float64)
         terminated, truncated = np.zeros(n, bool), np.zeros(n, bool)
         for i in range(n):

@@ -3,6 +3,8 @@ actions in [-1, 1] (continuous) or one-hot (discrete)."""
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -15,7 +17,7 @@ class UnsupportedSpaceError(ValueError):
     pass
 
 
-def _is_image(space: spaces.Space) -> bool:
+def _is_image(space: spaces.Space) -> TypeGuard[spaces.Box]:
     return (
         isinstance(space, spaces.Box)
         and space.dtype == np.uint8
@@ -51,7 +53,7 @@ class DreamerObservation(gym.ObservationWrapper):
         self.size = image_size
         base = "" if isinstance(env.observation_space, spaces.Dict) else "obs"
         self.leaves = _leaves(env.observation_space, base)
-        out = {}
+        out: dict[str, spaces.Space] = {}
         self.kinds = {}
         for key, _, space in self.leaves:
             name = key if base == "" else ("image" if _is_image(space) else "vector")
@@ -107,7 +109,9 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[:2] != (size, size):
         chans = image.shape[-1]
         pil = Image.fromarray(image[..., 0] if chans == 1 else image)
-        image = np.asarray(pil.resize((size, size), Image.BILINEAR))
+        # Pillow sets its module-level filter names (BILINEAR, ...) with setattr, unseen by
+        # mypy; Image.Resampling would need Pillow >= 9.1 (pyproject allows 9.0)
+        image = np.asarray(pil.resize((size, size), Image.BILINEAR))  # type: ignore[attr-defined]
         image = image.reshape(size, size, chans)
     return image.astype(np.uint8)
 
@@ -118,6 +122,7 @@ class NormalizeAction(gym.ActionWrapper):
     def __init__(self, env: gym.Env):
         super().__init__(env)
         space = env.action_space
+        assert isinstance(space, spaces.Box), space  # continuous actions
         self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
         self.finite = np.isfinite(self.low) & np.isfinite(self.high)
         self.action_space = spaces.Box(-1.0, 1.0, space.shape, np.float32)
@@ -138,6 +143,7 @@ class OneHotAction(gym.ActionWrapper):
     def __init__(self, env: gym.Env):
         super().__init__(env)
         space = env.action_space
+        assert isinstance(space, spaces.Discrete), space
         self.act_spec = ActSpec(True, int(space.n), int(space.start))
 
     def action(self, action):

@@ -4,7 +4,7 @@ published DreamerV3 score as a reference line; Crafter achievement success rates
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -42,7 +42,7 @@ class Reference:
     steps: int
 
 
-def find_logdirs(paths: list[str | Path]) -> list[Path]:
+def find_logdirs(paths: Sequence[str | Path]) -> list[Path]:
     """Each path that holds a metrics.jsonl, or its subfolders (at any depth) that do."""
     found = []
     for p in map(Path, paths):
@@ -63,7 +63,9 @@ def _read_config(logdir: Path) -> dict:
         return {}
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(OmegaConf.create(path.read_text()), resolve=False) or {}
+    cfg = OmegaConf.to_container(OmegaConf.create(path.read_text()), resolve=False) or {}
+    assert isinstance(cfg, dict), path  # a run's config is a mapping
+    return cfg
 
 
 def load_run(logdir: str | Path) -> Run:
@@ -109,7 +111,9 @@ def reference_scores() -> dict:
     from omegaconf import OmegaConf
 
     text = resources.files("reverie.viz").joinpath("reference_scores.yaml").read_text()
-    return OmegaConf.to_container(OmegaConf.create(text))
+    scores = OmegaConf.to_container(OmegaConf.create(text))
+    assert isinstance(scores, dict)  # env family -> scores
+    return scores
 
 
 def reference_for(env_id: str, pixels: bool = False) -> Reference | None:
@@ -214,7 +218,7 @@ def _pyplot():
 
 
 def plot_runs(
-    logdirs: list[str | Path],
+    logdirs: Sequence[str | Path],
     out: str | Path,
     window: int = 10,
     on_run: Callable[[Path], None] | None = None,
@@ -241,7 +245,7 @@ def plot_runs(
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
     summary: dict = {}
     for ax, (name, members) in zip(axes.flat, groups.items()):
-        info = {"runs": len(members), "steps": max(r.last_step for r in members)}
+        info: dict[str, float] = {"runs": len(members), "steps": max(r.last_step for r in members)}
         series = (
             ("train", "C0", [(r.episode[0], smooth(r.episode[1], window)) for r in members]),
             ("eval", "C1", [r.eval for r in members]),

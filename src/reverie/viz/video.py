@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from imageio.core.format import Format
 
 
 class VideoWriter:
@@ -23,7 +27,7 @@ class VideoWriter:
         self.scale = 1
         self.gif = self.path.suffix.lower() == ".gif"
         self._gif_frames: list[np.ndarray] = []
-        self._writer = None
+        self._writer: Format.Writer | None = None
 
     def append(self, frame: np.ndarray) -> None:
         frame = np.asarray(frame)
@@ -38,7 +42,10 @@ class VideoWriter:
         if frame.shape[:2] != self.size:
             from PIL import Image
 
-            frame = np.asarray(Image.fromarray(frame).resize(self.size[::-1], Image.BILINEAR))
+            # Pillow sets its module-level filter names (BILINEAR, ...) with setattr, unseen
+            # by mypy; Image.Resampling would need Pillow >= 9.1 (pyproject allows 9.0)
+            bilinear = Image.BILINEAR  # type: ignore[attr-defined]
+            frame = np.asarray(Image.fromarray(frame).resize(self.size[::-1], bilinear))
         if self.scale > 1:
             frame = frame.repeat(self.scale, 0).repeat(self.scale, 1)
         self.frames += 1
