@@ -56,7 +56,11 @@ def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen) -> No
 
 
 def mtime(path: Path) -> int:
-    return path.stat().st_mtime_ns if path.exists() else 0
+    # a checkpoint write renames checkpoint.pt away just before the new one takes its place
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
 
 
 def counters(logdir: Path) -> dict:

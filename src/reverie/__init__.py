@@ -9,7 +9,11 @@ def __getattr__(name):
         from reverie.api import Dreamer
 
         return Dreamer
+    if name == "load_policy":
+        from reverie.policy import load_policy
+
+        return load_policy
     raise AttributeError(name)
 
 
-__all__ = ["Dreamer", "__version__"]
+__all__ = ["Dreamer", "load_policy", "__version__"]

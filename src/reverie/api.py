@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
 from reverie import checkpoint
+from reverie.callbacks import Callback
 from reverie.config import resolve_config
+from reverie.envs.custom import EnvFactory, as_factory, custom_env_id
 from reverie.rollout import evaluate
 from reverie.trainer import Trainer
 
@@ -22,6 +26,9 @@ def default_logdir(env_id: str) -> Path:
 class Dreamer:
     """A DreamerV3 agent bound to an env and a logdir.
 
+    `env`: an id string ("gym:CartPole-v1", "dmc:walker_walk"), your own gymnasium.Env
+    object, or a factory returning a new one (a class, a lambda): see `reverie.envs.custom`.
+
     >>> agent = Dreamer(env="gym:CartPole-v1", size="1m", seed=0)
     >>> agent.learn(20_000)            # total env steps; calling again continues
     >>> action, state = agent.act(obs) # obs: a dict from the env, batched (N, ...)
@@ -29,24 +36,29 @@ class Dreamer:
 
     def __init__(
         self,
-        env: str | None = None,
+        env: str | gym.Env | EnvFactory | None = None,
         logdir: str | Path | None = None,
         size: str | None = None,
         seed: int | None = None,
         overrides: list[str] | None = None,
         **keys,
     ):
-        flags = {"env.id": env, "size": size, "seed": seed, **keys}
+        env_id = env if env is None or isinstance(env, str) else custom_env_id(env)
+        flags = {"env.id": env_id, "size": size, "seed": seed, **keys}
         flags = {k: v for k, v in flags.items() if v is not None}
-        self.logdir = Path(logdir) if logdir else default_logdir(env or "gym:CartPole-v1")
+        self.logdir = Path(logdir) if logdir else default_logdir(env_id or "gym:CartPole-v1")
         flags["logdir"] = str(self.logdir)
         self.cfg = resolve_config(self.logdir, list(overrides or []), **flags)
-        self.trainer = Trainer(self.cfg, self.logdir)
+        self.factory: EnvFactory | None = None
+        if env is not None and not isinstance(env, str):
+            self.factory = as_factory(env, self.cfg.env.num_envs)
+        self.trainer = Trainer(self.cfg, self.logdir, self.factory)
         self.agent = self.trainer.agent
 
-    def learn(self, steps: int) -> dict:
-        """Train until `steps` total env steps; returns a summary dict."""
-        return self.trainer.train(steps)
+    def learn(self, steps: int, callbacks: Sequence[Callback] = ()) -> dict:
+        """Train until `steps` total env steps, or until a callback stops it
+        (`reverie.callbacks`); returns a summary dict."""
+        return self.trainer.train(steps, callbacks)
 
     def act(
         self, obs: dict, state: dict | None = None, deterministic: bool = False
@@ -63,7 +75,8 @@ class Dreamer:
         return self.agent.act_spec.to_env(action.cpu().numpy()), state
 
     def evaluate(self, episodes: int = 10) -> dict:
-        return evaluate(self.agent, self.cfg, episodes, seed=self.cfg.seed + 10**6)
+        seed = self.cfg.seed + 10**6
+        return evaluate(self.agent, self.cfg, episodes, seed=seed, factory=self.factory)
 
     def save(self) -> Path:
         return self.trainer.save()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -25,6 +27,10 @@ class CheckpointVersionError(CheckpointError):
     """A readable checkpoint of another format: no fallback, nothing is overwritten."""
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint holding pickled objects, whose loading could run code: refused."""
+
+
 def save(logdir: Path, state: dict) -> Path:
     """Write `state` to logdir/checkpoint.pt; the one it replaces becomes checkpoint.prev.pt."""
     logdir = Path(logdir)
@@ -40,15 +46,28 @@ def save(logdir: Path, state: dict) -> Path:
     return path
 
 
-def _read(path: Path) -> dict:
+def load_file(path: str | Path) -> dict:
+    """One checkpoint file, loaded as weights and plain data only (`weights_only=True`):
+    a file that holds any other pickled object is refused, not executed."""
+    path = Path(path)
     try:
         payload = strip_footer(path.read_bytes(), path)
     except CorruptFileError as e:
         raise CheckpointError(str(e)) from None
-    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=False)
-    if state.get("format") != FORMAT_VERSION:
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise UnsafeCheckpointError(
+            f"{path} is not only weights: it holds a pickled object{what}, which could run "
+            "code when loaded, so it was refused; use checkpoints from sources you trust, "
+            "written by reverie"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        found = state.get("format") if isinstance(state, dict) else None
         raise CheckpointVersionError(
-            f"{path} has checkpoint format {state.get('format')}, this reverie reads "
+            f"{path} has checkpoint format {found}, this reverie reads "
             f"{FORMAT_VERSION}: use the reverie version that wrote it, or start a new logdir"
         )
     return state
@@ -66,9 +85,9 @@ def load_latest(logdir: Path) -> dict | None:
         if not path.exists():
             continue
         try:
-            return _read(path)
-        except CheckpointVersionError:
-            raise  # another reverie's run: falling back would later overwrite it
+            return load_file(path)
+        except (CheckpointVersionError, UnsafeCheckpointError):
+            raise  # another reverie's run, or not ours at all: no fallback, no overwrite
         except (CheckpointError, Exception) as e:  # noqa: BLE001 - report and fall back
             errors.append(str(e) if isinstance(e, CheckpointError) else f"{path}: {e}")
             print(

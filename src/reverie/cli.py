@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--fps", type=int, default=10)
     dr.add_argument("--seed", type=int, default=0, help="which replay sequences to pick")
 
+    ex = sub.add_parser(
+        "export", help="write the trained policy step (ONNX, TorchScript) or the weights"
+    )
+    ex.add_argument("--logdir", required=True, help="run directory (or a checkpoint file)")
+    ex.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
+    ex.add_argument("--out", required=True, help="output file")
+
     pl = sub.add_parser("plot", help="return curves of runs against published DreamerV3 scores")
     pl.add_argument("logdirs", nargs="+", help="logdirs (or folders holding logdirs)")
     pl.add_argument("--out", help="output PNG (default LOGDIR/returns.png or ./returns.png)")
@@ -240,6 +247,24 @@ def cmd_dream(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from reverie.policy import export_policy, export_weights, load_policy
+
+    policy = load_policy(args.logdir)
+    if args.format == "safetensors":
+        path = export_weights(policy, args.out)
+    else:
+        path = export_policy(policy, args.out, args.format)
+    inputs = ", ".join([*policy.obs_spec.keys, "is_first", "deter", "stoch", "action"])
+    print(f"wrote {path} ({args.format})")
+    if args.format != "safetensors":
+        print(
+            f"inputs: {inputs}; outputs: env_action, next_action, next_deter, next_stoch "
+            "(the next step's action, deter, stoch inputs; all zero for a new episode)"
+        )
+    return 0
+
+
 def cmd_plot(args) -> int:
     import time
 
@@ -323,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": cmd_train,
         "eval": cmd_eval,
         "dream": cmd_dream,
+        "export": cmd_export,
         "plot": cmd_plot,
         "config": cmd_config,
         "sizes": cmd_sizes,

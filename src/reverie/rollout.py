@@ -15,6 +15,7 @@ from reverie.accel import pick_device
 from reverie.agent import Agent
 from reverie.config import from_yaml, make_config
 from reverie.envs import describe_spaces, env_kwargs, make_env, split_id
+from reverie.envs.custom import EnvFactory
 
 Obs = dict[str, np.ndarray]
 
@@ -59,6 +60,7 @@ def evaluate(
     mode: str = "mode",
     frames: Any = None,
     on_episode: Callable[[int, float, int], None] | None = None,
+    factory: EnvFactory | None = None,
 ) -> dict[str, float]:
     """Mean return and length over `episodes` full episodes in a fresh single env.
 
@@ -67,12 +69,13 @@ def evaluate(
         that receives every frame as (H, W, 3) uint8: the env's first image observation,
         else `env.render()` (gym envs are then built with render_mode='rgb_array').
     :param on_episode: called as `on_episode(index, return, length)` after each episode.
+    :param factory: your own env, as the run got it (`reverie.envs.custom`).
     """
     kw = env_kwargs(cfg.env)
     image_key = next(iter(agent.obs_spec.images), None)
     if frames is not None and image_key is None and split_id(str(cfg.env.id))[0] == "gym":
         kw["kwargs"] = {"render_mode": "rgb_array", **kw["kwargs"]}
-    env = make_env(str(cfg.env.id), seed=seed, **kw)
+    env = make_env(str(cfg.env.id), seed=seed, factory=factory, **kw)
 
     def record(obs: Obs) -> None:
         if frames is not None:

@@ -16,7 +16,7 @@ This module is the bottom layer: it imports nothing from the model or the envs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -47,20 +47,32 @@ class ObsSpec:
 
 @dataclass(frozen=True)
 class ActSpec:
-    """The action the model emits: one-hot over `dim` actions (discrete; the env's action
-    0 is index `start`) or `dim` continuous values in [-1, 1]."""
+    """The action the model emits: one-hot over `dim` actions (discrete; the env's first
+    action is `start`) or `dim` continuous values in [-1, 1] (the env's bounds `low` and
+    `high`, where known; an infinite bound leaves that value as it is)."""
 
     discrete: bool
     dim: int
     start: int = 0
+    low: tuple[float, ...] | None = None
+    high: tuple[float, ...] | None = None
 
     def to_env(self, action: np.ndarray) -> np.ndarray:
         """The model's action (..., A) as the env takes it: an index for discrete actions
-        (the largest entry wins), the values themselves for continuous ones."""
+        (the largest entry wins); continuous ones clipped to [-1, 1] and mapped onto the
+        env's bounds (float64: the env wrapper casts to the env's dtype)."""
         action = np.asarray(action)
         if self.discrete:
             return action.argmax(-1) + self.start
-        return action
+        action = np.clip(action.astype(np.float64), -1.0, 1.0)
+        if self.low is None or self.high is None:
+            return action
+        low, high = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
+        finite = np.isfinite(low) & np.isfinite(high)
+        scaled = np.where(finite, low, 0.0) + (action + 1.0) / 2.0 * np.where(
+            finite, high - low, 0.0
+        )
+        return np.where(finite, scaled, action)
 
 
 def specs_from_spaces(obs_space: spaces.Dict, act_space: spaces.Space) -> tuple[ObsSpec, ActSpec]:
@@ -80,8 +92,28 @@ def specs_from_spaces(obs_space: spaces.Dict, act_space: spaces.Space) -> tuple[
         act = ActSpec(True, int(act_space.n), int(act_space.start))
     else:
         assert act_space.shape is not None, act_space  # a Box
-        act = ActSpec(False, int(np.prod(act_space.shape)))
+        # the bounds of the env behind `NormalizeAction` (its `NormalizedBox` keeps them)
+        low, high = (getattr(act_space, name, None) for name in ("env_low", "env_high"))
+        act = ActSpec(False, int(np.prod(act_space.shape)), 0, _floats(low), _floats(high))
     return ObsSpec(vectors, images), act
+
+
+def _floats(values: Any) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(x) for x in np.ravel(values))
+
+
+def specs_state(obs: ObsSpec, act: ActSpec) -> dict[str, Any]:
+    """The specs as plain containers, for a checkpoint that loads weights only."""
+    return {"obs": asdict(obs), "act": asdict(act)}
+
+
+def specs_from_state(state: dict[str, Any]) -> tuple[ObsSpec, ActSpec]:
+    """`specs_state` read back."""
+    o, a = state["obs"], state["act"]
+    images = {k: (int(v[0]), int(v[1]), int(v[2])) for k, v in o["images"].items()}
+    low, high = (tuple(a[k]) if a.get(k) is not None else None for k in ("low", "high"))
+    act = ActSpec(bool(a["discrete"]), int(a["dim"]), int(a.get("start", 0)), low, high)
+    return ObsSpec(dict(o["vectors"]), images), act
 
 
 def replay_length(run: Any, replay: Any) -> int:

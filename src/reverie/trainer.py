@@ -8,6 +8,7 @@ import random
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,20 +20,30 @@ from omegaconf import DictConfig
 from reverie import checkpoint
 from reverie.accel import describe, learner_threads, pick_device
 from reverie.agent import Agent
+from reverie.callbacks import Callback
 from reverie.clocks import Every, Speedometer, TrainRatio
 from reverie.config import size_note, to_yaml, train_fill
 from reverie.envs import describe_spaces, make_vector_env, uses_workers
+from reverie.envs.custom import EnvFactory
 from reverie.envs.episode_stats import EpisodeStats, EpisodeTracker, info_at
 from reverie.files import pause_for_test, remove_stale_temps
 from reverie.logger import Logger, MetricsMean, Progress
 from reverie.perf import tune_malloc
 from reverie.replay import Replay
 from reverie.rollout import evaluate
-from reverie.specs import replay_length, replay_step, to_numpy
+from reverie.specs import replay_length, replay_step, specs_state, to_numpy
 
 
 class NonFiniteError(RuntimeError):
     """Training produced non-finite losses or gradients too many updates in a row."""
+
+
+def numpy_rng_state() -> tuple:
+    """NumPy's global RNG state with its key array as a list: plain data, which a
+    weights-only checkpoint load accepts (np.random.set_state takes it back)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert isinstance(keys, np.ndarray)
+    return kind, keys.tolist(), pos, has_gauss, cached
 
 
 def seed_everything(seed: int) -> None:
@@ -58,15 +69,20 @@ class EnvStep:
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, logdir: str | Path):
-        self.cfg = cfg
+    """The training loop of one run in `logdir`, resumed from what it holds.
+
+    :param factory: builds your own env instead of `cfg.env.id` (`reverie.envs.custom`).
+    """
+
+    def __init__(self, cfg: DictConfig, logdir: str | Path, factory: EnvFactory | None = None):
+        self.cfg, self.factory = cfg, factory
         self.logdir = Path(logdir)
         tune_malloc()
         workers = cfg.env.num_envs if uses_workers(cfg.env) else 0
         torch.set_num_threads(learner_threads(cfg.run.threads, workers))
         seed_everything(cfg.seed)
         self.device = pick_device(cfg.run.device)
-        self.env = make_vector_env(cfg.env, cfg.seed)  # bad env ids fail before any file
+        self.env = make_vector_env(cfg.env, cfg.seed, factory)  # bad env ids fail before any file
         self.obs_spec, self.act_spec = describe_spaces(self.env)  # and unsupported spaces
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.agent = Agent(self.obs_spec, self.act_spec, cfg, self.device)
@@ -94,6 +110,8 @@ class Trainer:
         self.episode_stats = EpisodeStats()  # Crafter achievements
         self.metrics = MetricsMean()
         self.logger: Logger | None = None
+        self.callbacks: list[Callback] = []
+        self.stopped_by: str | None = None  # the callback hook that stopped `train`
         self._resume()
         (self.logdir / "config.yaml").write_text(to_yaml(cfg))
         print(f"reverie: {size_note(self.cfg)}", file=sys.stderr)
@@ -147,18 +165,21 @@ class Trainer:
                 "last_eval": self.last_eval,
             },
             "episode_stats": self.episode_stats.state(),
+            "specs": specs_state(self.obs_spec, self.act_spec),  # reverie.policy reads them
             "rng": {
                 "python": random.getstate(),
-                "numpy": np.random.get_state(),
+                "numpy": numpy_rng_state(),
                 "torch": torch.get_rng_state(),
             },
         }
         return checkpoint.save(self.logdir, state)
 
     # ------------------------------------------------------------- the loop
-    def train(self, steps: int | None = None) -> dict[str, Any]:
-        """Run until `steps` total env steps (default run.steps). Returns a summary."""
+    def train(self, steps: int | None = None, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+        """Run until `steps` total env steps (default run.steps), or until a callback
+        (`reverie.callbacks`) stops it. Returns a summary."""
         rc = self.cfg.run
+        self.callbacks, self.stopped_by = list(callbacks), None
         total = int(steps if steps is not None else rc.steps)
         self.logger = self.logger or Logger(self.logdir, rc.tensorboard)
         progress = Progress(total, self.step, rc.progress and sys.stderr.isatty())
@@ -168,7 +189,7 @@ class Trainer:
         tracker = EpisodeTracker(self.cfg.env.num_envs)
         incoming, state = self.reset_envs(), None
         try:
-            while self.step < total:
+            while self.step < total and self.stopped_by is None:
                 action, state = self.agent.policy(
                     {**incoming.obs, "is_first": incoming.is_first}, state
                 )
@@ -185,7 +206,8 @@ class Trainer:
                 if self.dream_clock(self.step):
                     self._dream()
                 if ckpt_clock(now):
-                    self.save()
+                    self._hook("on_checkpoint", self.save())
+                self._hook("on_step")
                 progress.update(self.step, self._progress_info(run_speed))
         except KeyboardInterrupt:
             self.save()  # Ctrl-C or SIGTERM (see cli): keep what was learned, then stop
@@ -203,7 +225,14 @@ class Trainer:
             "wall_time": time.time() - start,
             "checkpoint": str(path),
             "logdir": str(self.logdir),
+            "stopped_by": self.stopped_by,
         }
+
+    def _hook(self, name: str, *args: Any) -> None:
+        """Call hook `name` of every callback; one that returns False stops the run."""
+        for callback in self.callbacks:
+            if getattr(callback, name)(self, *args) is False and self.stopped_by is None:
+                self.stopped_by = f"{type(callback).__name__}.{name}"
 
     def reset_envs(self) -> EnvStep:
         obs, infos = self.env.reset(seed=self.cfg.seed + 1000 * self.episodes)
@@ -301,6 +330,7 @@ class Trainer:
         extra = self.episode_stats.episode(info)  # achievement/<name>, crafter/score
         assert self.logger is not None  # train() opens it before the loop
         self.logger.write(self.step, {"episode/return": ret, "episode/length": length, **extra})
+        self._hook("on_episode", ret, length)
 
     def _env_faults(self, infos: dict) -> None:
         """Log the faults the async vector env reports (reverie.envs.vector)."""
@@ -317,10 +347,19 @@ class Trainer:
         metrics["train/updates"] = self.updates
         assert self.logger is not None  # train() opens it before the loop
         self.logger.write(self.step, metrics)
+        self._hook("on_log", metrics)
 
     def evaluate(self, episodes: int, prefix: str = "eval/", mode: str = "mode") -> dict:
         seed = self.cfg.seed + 10**6 + self.step
-        return evaluate(self.agent, self.cfg, episodes, seed=seed, prefix=prefix, mode=mode)
+        return evaluate(
+            self.agent,
+            self.cfg,
+            episodes,
+            seed=seed,
+            prefix=prefix,
+            mode=mode,
+            factory=self.factory,
+        )
 
     def _dream(self) -> None:
         """Open-loop predictions on replay into TensorBoard and logdir/dreams (run.dream_every)."""

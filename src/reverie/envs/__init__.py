@@ -8,11 +8,14 @@ from typing import Any
 
 import gymnasium as gym
 from gymnasium import spaces
+from gymnasium.vector.utils import CloudpickleWrapper
 
 from reverie.envs._util import SuiteNotInstalledError
 from reverie.envs.atari_suite import make_atari, make_atari100k
 from reverie.envs.bsuite_suite import make_bsuite
 from reverie.envs.crafter_suite import make_crafter
+from reverie.envs.custom import EnvFactory, is_custom_id
+from reverie.envs.custom import build as build_custom
 from reverie.envs.dmc_suite import make_dmc
 from reverie.envs.gym_suite import EnvIdError, make_gym
 from reverie.envs.memmaze_suite import make_memmaze
@@ -99,13 +102,27 @@ def make_env(
     time_limit: int = 0,
     seed: int | None = None,
     kwargs: dict[str, Any] | None = None,
+    factory: EnvFactory | None = None,
 ) -> gym.Env:
-    """Build one env through the same path the trainer uses."""
-    suite, task = split_id(env_id)
-    kwargs = dict(kwargs or {})
-    if suite != "gym":
-        kwargs.setdefault("size", image_size)  # suites render at the agent's image size
-    env = SUITES[suite](task, pixels=pixels, **kwargs)
+    """Build one env through the same path the trainer uses.
+
+    :param factory: builds the env instead of `env_id`'s suite (your own env,
+        `reverie.envs.custom`); `env_id` is then its `custom:<name>`.
+    """
+    if factory is not None:
+        env = build_custom(factory)
+    elif is_custom_id(env_id):
+        raise EnvIdError(
+            f"{env_id} is an env that a run got as a Python object or factory; pass it "
+            "again to resume or evaluate it: Dreamer(env=MyEnv or lambda: MyEnv(), "
+            "logdir=...) or reverie.rollout.evaluate(..., factory=...)"
+        )
+    else:
+        suite, task = split_id(env_id)
+        kwargs = dict(kwargs or {})
+        if suite != "gym":
+            kwargs.setdefault("size", image_size)  # suites render at the agent's image size
+        env = SUITES[suite](task, pixels=pixels, **kwargs)
     check_action_space(env.action_space)
     if time_limit:
         env = gym.wrappers.TimeLimit(env, time_limit)
@@ -137,19 +154,22 @@ def uses_workers(env_cfg) -> bool:
     return env_cfg.parallel == "async" or (env_cfg.parallel == "auto" and env_cfg.num_envs > 1)
 
 
-def make_vector_env(env_cfg, seed: int) -> gym.vector.VectorEnv:
+def make_vector_env(env_cfg, seed: int, factory: EnvFactory | None = None) -> gym.vector.VectorEnv:
     """`num_envs` copies in one process (sync) or in fault-tolerant worker processes (async).
 
     Episodes reset on the step after they end (NEXT_STEP), which gives the agent an
-    explicit first step of each episode.
+    explicit first step of each episode. `factory`: your own env (see `make_env`).
     """
     kw = env_kwargs(env_cfg)
+    workers = uses_workers(env_cfg)
+    if factory is not None and workers:
+        factory = CloudpickleWrapper(factory)  # lambdas and local classes reach the workers
     thunks = [
-        functools.partial(make_env, str(env_cfg.id), seed=seed + i, **kw)
+        functools.partial(make_env, str(env_cfg.id), seed=seed + i, factory=factory, **kw)
         for i in range(int(env_cfg.num_envs))
     ]
     mode = gym.vector.AutoresetMode.NEXT_STEP
-    if uses_workers(env_cfg):
+    if workers:
         # worker processes that are restarted when they raise, die or hang
         from reverie.envs.vector import FaultTolerantVectorEnv
 

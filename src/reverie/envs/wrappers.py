@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 from PIL import Image
 
-from reverie.specs import ActSpec
+from reverie.specs import ActSpec, specs_from_spaces
 
 
 class UnsupportedSpaceError(ValueError):
@@ -116,22 +116,29 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return image.astype(np.uint8)
 
 
+class NormalizedBox(spaces.Box):
+    """The [-1, 1] action space of `NormalizeAction`, which remembers the env's own bounds
+    (`env_low`, `env_high`) so that specs read from it can map actions back."""
+
+    def __init__(self, shape: tuple[int, ...], env_low: np.ndarray, env_high: np.ndarray):
+        super().__init__(-1.0, 1.0, shape, np.float32)
+        self.env_low, self.env_high = env_low, env_high
+
+
 class NormalizeAction(gym.ActionWrapper):
     """Continuous actions arrive in [-1, 1], are clipped, and mapped onto the env's bounds."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
         space = env.action_space
-        assert isinstance(space, spaces.Box), space  # continuous actions
-        self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
-        self.finite = np.isfinite(self.low) & np.isfinite(self.high)
-        self.action_space = spaces.Box(-1.0, 1.0, space.shape, np.float32)
+        assert isinstance(space, spaces.Box)
+        low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+        self.action_space = NormalizedBox(space.shape, low, high)
+        self.act_spec = specs_from_spaces(spaces.Dict({}), self.action_space)[1]
+        self.dtype = space.dtype
 
     def action(self, action):
-        action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
-        scaled = self.low + (action + 1.0) / 2.0 * (self.high - self.low)
-        out = np.where(self.finite, scaled, action)
-        return out.astype(self.env.action_space.dtype)
+        return self.act_spec.to_env(action).reshape(self.action_space.shape).astype(self.dtype)
 
 
 class OneHotAction(gym.ActionWrapper):
