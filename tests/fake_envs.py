@@ -141,6 +141,42 @@ class SlowStep(gym.Wrapper):
         return self.env.step(action)
 
 
+class PickEnv(gym.Env):
+    """Composite actions: reward 1 for each part of the action that matches a target.
+
+    kind "multi": MultiDiscrete([3, 2], start [1, 0]); kind "dict": {"move": Discrete(3),
+    "force": Box(-2, 2, (2,))}, the force counting when its first value is above 1.
+    Every action it received is kept in `actions`, checked against its action space.
+    """
+
+    def __init__(self, kind: str = "multi", length: int = 8):
+        self.observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        if kind == "multi":
+            self.action_space = spaces.MultiDiscrete([3, 2], start=[1, 0])
+        else:
+            move = spaces.Discrete(3)
+            self.action_space = spaces.Dict({"move": move, "force": spaces.Box(-2, 2, (2,))})
+        self.kind, self.length, self.t, self.actions = kind, length, 0, []
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), (action, self.action_space)
+        self.actions.append(action)
+        self.t += 1
+        if self.kind == "multi":
+            reward = float(action[0] == 3) + float(action[1] == 1)
+        else:
+            reward = float(action["move"] == 2) + float(action["force"][0] > 1)
+        obs = np.full(2, self.t / self.length, np.float32)
+        return obs, reward, False, self.t >= self.length, {}
+
+
+gym.register("fake_envs/MultiDiscrete-v0", entry_point=PickEnv, kwargs={"kind": "multi"})
+gym.register("fake_envs/DictAction-v0", entry_point=PickEnv, kwargs={"kind": "dict"})
 gym.register("fake_envs/DictObs-v0", entry_point=DictObsEnv)
 gym.register("fake_envs/Image-v0", entry_point=ImageEnv)
 gym.register("fake_envs/Text-v0", entry_point=TextEnv)

@@ -67,7 +67,7 @@ class Agent(nn.Module):
         self.device = torch.device(device)
         self.scales = loss_scales(cfg)
         self.wm = WorldModel(obs_spec, act_spec.dim, cfg)
-        self.behavior = Behavior(self.wm.rssm.feat_dim, act_spec.dim, act_spec.discrete, cfg)
+        self.behavior = Behavior(self.wm.rssm.feat_dim, act_spec, cfg)
         self.to(self.device)
         self.opt = make_optimizer(
             cfg.optim,

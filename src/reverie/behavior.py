@@ -9,6 +9,7 @@ from torch import nn
 from reverie import distributions as D
 from reverie.config import Config, ModelConfig
 from reverie.nets import MLP, fused_mlps, linear
+from reverie.specs import ActSpec
 from reverie.world_model import ValueHead, WorldModel
 
 Tensor = torch.Tensor
@@ -68,20 +69,34 @@ class ReturnNormalizer(nn.Module):
 
 
 class Actor(nn.Module):
-    def __init__(self, feat_dim: int, act_dim: int, discrete: bool, mc: ModelConfig):
-        super().__init__()
-        self.discrete, self.unimix = discrete, mc.actor_unimix
-        self.minstd, self.maxstd = mc.action_minstd, mc.action_maxstd
-        self.mlp = MLP(feat_dim, mc.units, mc.actor_layers, mc.norm)
-        self.out = linear(mc.units, act_dim if discrete else 2 * act_dim, outscale=0.01)
+    """MLP -> one-hot categorical (discrete), bounded normal (continuous), or one of those
+    per part side by side (composite: MultiDiscrete and Dict action spaces)."""
 
-    def forward(self, feat: Tensor) -> D.OneHot | D.BoundedNormal:
+    def __init__(self, feat_dim: int, act: ActSpec, mc: ModelConfig):
+        super().__init__()
+        self.discrete, self.unimix = act.discrete, mc.actor_unimix
+        self.minstd, self.maxstd = mc.action_minstd, mc.action_maxstd
+        # composite: (discrete?, width of the part's outputs) per part
+        self.parts = [(p.discrete, p.dim if p.discrete else 2 * p.dim) for p in act.parts]
+        out = sum(w for _, w in self.parts) if act.parts else act.dim * (1 if act.discrete else 2)
+        self.mlp = MLP(feat_dim, mc.units, mc.actor_layers, mc.norm)
+        self.out = linear(mc.units, out, outscale=0.01)
+
+    def forward(self, feat: Tensor) -> D.OneHot | D.BoundedNormal | D.Joint:
         return self.head(self.mlp(feat))
 
-    def head(self, hidden: Tensor) -> D.OneHot | D.BoundedNormal:
+    def head(self, hidden: Tensor) -> D.OneHot | D.BoundedNormal | D.Joint:
         """The action distribution from the output of `mlp`."""
         x = self.out(hidden).float()
-        if self.discrete:
+        if self.parts:
+            chunks = torch.split(x, [w for _, w in self.parts], -1)
+            dists = [self._dist(c, discrete) for c, (discrete, _) in zip(chunks, self.parts)]
+            widths = [w if discrete else w // 2 for discrete, w in self.parts]
+            return D.Joint(dists, widths)
+        return self._dist(x, self.discrete)
+
+    def _dist(self, x: Tensor, discrete: bool) -> D.OneHot | D.BoundedNormal:
+        if discrete:
             return D.OneHot(x, self.unimix)
         mean, std = x.chunk(2, -1)
         return D.BoundedNormal(mean, std, self.minstd, self.maxstd)
@@ -92,11 +107,11 @@ class Behavior(nn.Module):
 
     compiled_methods = ("imagine_step", "imagination_loss", "replay_value_loss")
 
-    def __init__(self, feat_dim: int, act_dim: int, discrete: bool, cfg: Config):
+    def __init__(self, feat_dim: int, act: ActSpec, cfg: Config):
         super().__init__()
         self.cfg = cfg
         mc, bc = cfg.model, cfg.behavior
-        self.actor = Actor(feat_dim, act_dim, discrete, mc)
+        self.actor = Actor(feat_dim, act, mc)
         self.critic = ValueHead(feat_dim, mc, cfg.ablation, mc.critic_layers)
         self.slow_critic = ValueHead(feat_dim, mc, cfg.ablation, mc.critic_layers)
         self.slow_critic.load_state_dict(self.critic.state_dict())

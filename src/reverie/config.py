@@ -160,6 +160,13 @@ class RunConfig:
 
 
 @dataclass
+class LoggerConfig:
+    wandb: bool = False  # mirror metrics.jsonl and dream videos to Weights & Biases ([wandb])
+    wandb_project: str = "reverie"
+    wandb_entity: str = ""  # "" : the W&B default entity of the logged-in user
+
+
+@dataclass
 class Config:
     seed: int = 0
     size: str = "1m"  # a size preset, or "paper": the size the paper's code runs the domain at
@@ -174,6 +181,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 CHOICES = {

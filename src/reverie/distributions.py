@@ -238,3 +238,34 @@ class BoundedNormal:
 
     def entropy(self) -> Tensor:
         return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(self.std)).sum(-1)
+
+
+class Joint:
+    """Independent action parts side by side (MultiDiscrete and Dict actions): one-hot
+    segments and bounded normals whose samples are concatenated (..., A) and whose
+    log-probabilities and entropies add up."""
+
+    def __init__(self, parts: list[OneHot | BoundedNormal], widths: list[int]):
+        self.parts, self.widths = parts, widths
+
+    def _split(self, x: Tensor) -> tuple[Tensor, ...]:
+        return torch.split(x, self.widths, -1)
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        return torch.cat([d.sample(generator) for d in self.parts], -1)
+
+    def mode(self) -> Tensor:
+        return torch.cat([d.mode() for d in self.parts], -1)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return sum_tensors([d.log_prob(v) for d, v in zip(self.parts, self._split(x))])
+
+    def entropy(self) -> Tensor:
+        return sum_tensors([d.entropy() for d in self.parts])
+
+
+def sum_tensors(values: list[Tensor]) -> Tensor:
+    total = values[0]
+    for v in values[1:]:
+        total = total + v
+    return total

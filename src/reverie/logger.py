@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reverie.wandb_sink import WandbSink, frames_of
+
 
 class MetricsMean:
     """Running sums of device scalars, averaged (one host sync) only when read."""
@@ -36,8 +38,10 @@ class MetricsMean:
 
 
 class Logger:
-    def __init__(self, logdir: Path, tensorboard: bool = True):
-        self.logdir = Path(logdir)
+    """metrics.jsonl, plus TensorBoard and W&B (`wandb`: a `reverie.wandb_sink.WandbSink`)."""
+
+    def __init__(self, logdir: Path, tensorboard: bool = True, wandb: WandbSink | None = None):
+        self.logdir, self.wandb = Path(logdir), wandb
         self.path = self.logdir / "metrics.jsonl"
         self.file = open(self.path, "a", buffering=1)  # line-buffered: each line lands whole
         self.tb = None
@@ -59,15 +63,21 @@ class Logger:
             for k, v in clean.items():
                 if v is not None and not isinstance(v, str):
                     self.tb.add_scalar(k, v, step)
+        if self.wandb is not None:
+            self.wandb.log(step, clean)
 
     def video(self, name: str, step: int, video: np.ndarray, fps: int = 10) -> None:
-        """A batch of videos (N, T, C, H, W) uint8 into TensorBoard, stacked vertically, as
-        an animated GIF image summary (TensorBoard's own `add_video` needs moviepy)."""
-        if self.tb is None:
+        """A batch of videos (N, T, C, H, W) uint8, stacked vertically, as an animated GIF
+        into TensorBoard (an image summary: its own `add_video` needs moviepy) and W&B."""
+        if self.tb is None and self.wandb is None:
             return
         from tensorboard.compat.proto.summary_pb2 import Summary
 
-        frames = np.concatenate(list(video.transpose(0, 1, 3, 4, 2)), 1)  # (T, N*H, W, C)
+        frames = frames_of(video)  # (T, N*H, W, C)
+        if self.wandb is not None:
+            self.wandb.video(name, step, encode_gif(frames, fps))
+        if self.tb is None:
+            return
         image = Summary.Image(
             height=frames.shape[1],
             width=frames.shape[2],
@@ -88,6 +98,8 @@ class Logger:
         self.file.close()
         if self.tb is not None:
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.close()
 
 
 def encode_gif(frames: np.ndarray, fps: int = 10) -> bytes:

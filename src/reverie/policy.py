@@ -179,6 +179,11 @@ def export_policy(policy: Policy, out: str | Path, fmt: str) -> Path:
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
+    if policy.act_spec.parts:
+        raise ValueError(
+            f"exporting a policy with {policy.act_spec.container} actions is not supported "
+            "yet; use reverie.load_policy, or export the weights (--format safetensors)"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     module = EnvActionStep(policy.steps[False], policy.act_spec).eval()

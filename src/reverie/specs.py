@@ -46,11 +46,11 @@ class ObsSpec:
 
 
 @dataclass(frozen=True)
-class ActSpec:
-    """The action the model emits: one-hot over `dim` actions (discrete; the env's first
-    action is `start`) or `dim` continuous values in [-1, 1] (the env's bounds `low` and
-    `high`, where known; an infinite bound leaves that value as it is)."""
+class ActPart:
+    """One part of a composite action: discrete (a one-hot segment of `dim` actions, the
+    first being `start`) or continuous (`dim` values in [-1, 1] for the bounds low/high)."""
 
+    key: str  # the Dict key ("" for a MultiDiscrete part)
     discrete: bool
     dim: int
     start: int = 0
@@ -58,21 +58,58 @@ class ActSpec:
     high: tuple[float, ...] | None = None
 
     def to_env(self, action: np.ndarray) -> np.ndarray:
-        """The model's action (..., A) as the env takes it: an index for discrete actions
-        (the largest entry wins); continuous ones clipped to [-1, 1] and mapped onto the
-        env's bounds (float64: the env wrapper casts to the env's dtype)."""
-        action = np.asarray(action)
         if self.discrete:
             return action.argmax(-1) + self.start
-        action = np.clip(action.astype(np.float64), -1.0, 1.0)
-        if self.low is None or self.high is None:
-            return action
-        low, high = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
-        finite = np.isfinite(low) & np.isfinite(high)
-        scaled = np.where(finite, low, 0.0) + (action + 1.0) / 2.0 * np.where(
-            finite, high - low, 0.0
-        )
-        return np.where(finite, scaled, action)
+        return to_bounds(action, self.low, self.high)
+
+
+@dataclass(frozen=True)
+class ActSpec:
+    """The action the model emits: one-hot over `dim` actions (discrete; the env's first
+    action is `start`) or `dim` continuous values in [-1, 1] (the env's bounds `low` and
+    `high`, where known; an infinite bound leaves that value as it is).
+
+    A MultiDiscrete or Dict action space is composite: `parts` side by side in one vector
+    of `dim` values, and `container` ("multidiscrete" or "dict") says how the env takes
+    them back.
+    """
+
+    discrete: bool
+    dim: int
+    start: int = 0
+    low: tuple[float, ...] | None = None
+    high: tuple[float, ...] | None = None
+    parts: tuple[ActPart, ...] = ()
+    container: str = ""
+
+    def to_env(self, action: np.ndarray) -> Any:
+        """The model's action (..., A) as the env takes it: an index for discrete actions
+        (the largest entry wins); continuous ones clipped to [-1, 1] and mapped onto the
+        env's bounds (float64: the env wrapper casts to the env's dtype); composite ones
+        as an index array (..., P) (MultiDiscrete) or a dict of the parts (Dict)."""
+        action = np.asarray(action)
+        if self.parts:
+            ends = np.cumsum([p.dim for p in self.parts])[:-1]
+            values = [p.to_env(a) for p, a in zip(self.parts, np.split(action, ends, -1))]
+            if self.container == "multidiscrete":
+                return np.stack(values, -1)
+            return {p.key: v for p, v in zip(self.parts, values)}
+        if self.discrete:
+            return action.argmax(-1) + self.start
+        return to_bounds(action, self.low, self.high)
+
+
+def to_bounds(
+    action: np.ndarray, low: tuple[float, ...] | None, high: tuple[float, ...] | None
+) -> np.ndarray:
+    """[-1, 1] values (clipped) mapped linearly onto [low, high] where both are finite."""
+    action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+    if low is None or high is None:
+        return action
+    lo, hi = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    finite = np.isfinite(lo) & np.isfinite(hi)
+    scaled = np.where(finite, lo, 0.0) + (action + 1.0) / 2.0 * np.where(finite, hi - lo, 0.0)
+    return np.where(finite, scaled, action)
 
 
 def specs_from_spaces(obs_space: spaces.Dict, act_space: spaces.Space) -> tuple[ObsSpec, ActSpec]:
@@ -88,14 +125,38 @@ def specs_from_spaces(obs_space: spaces.Dict, act_space: spaces.Space) -> tuple[
             images[key] = (h, w, c)
         else:
             vectors[key] = int(shape[0])
-    if isinstance(act_space, spaces.Discrete):
-        act = ActSpec(True, int(act_space.n), int(act_space.start))
+    return ObsSpec(vectors, images), act_spec_of(act_space)
+
+
+def act_spec_of(space: spaces.Space) -> ActSpec:
+    """The spec of a Discrete, float Box, MultiDiscrete or Dict (of Discrete and Box)
+    action space, as the env wrappers present it."""
+    composed = getattr(space, "act_spec", None)  # envs.wrappers.ComposedBox
+    if isinstance(composed, ActSpec):
+        return composed
+    if isinstance(space, spaces.MultiDiscrete):
+        starts = np.ravel(getattr(space, "start", np.zeros_like(space.nvec)))
+        indices = tuple(
+            ActPart("", True, int(n), int(s)) for n, s in zip(np.ravel(space.nvec), starts)
+        )
+        dim = sum(p.dim for p in indices)
+        return ActSpec(False, dim, parts=indices, container="multidiscrete")
+    if isinstance(space, spaces.Dict):
+        keyed = []
+        for key, sub in space.spaces.items():
+            one = act_spec_of(sub)
+            keyed.append(ActPart(str(key), one.discrete, one.dim, one.start, one.low, one.high))
+        return ActSpec(False, sum(p.dim for p in keyed), parts=tuple(keyed), container="dict")
+    if isinstance(space, spaces.Discrete):
+        return ActSpec(True, int(space.n), int(space.start))
+    assert space.shape is not None, space  # a Box
+    # the bounds of the env behind `NormalizeAction` (its `NormalizedBox` keeps them); a
+    # Box inside a Dict keeps its own bounds
+    if hasattr(space, "env_low"):
+        low, high = (getattr(space, name) for name in ("env_low", "env_high"))
     else:
-        assert act_space.shape is not None, act_space  # a Box
-        # the bounds of the env behind `NormalizeAction` (its `NormalizedBox` keeps them)
-        low, high = (getattr(act_space, name, None) for name in ("env_low", "env_high"))
-        act = ActSpec(False, int(np.prod(act_space.shape)), 0, _floats(low), _floats(high))
-    return ObsSpec(vectors, images), act
+        low, high = (space.low, space.high) if isinstance(space, spaces.Box) else (None, None)
+    return ActSpec(False, int(np.prod(space.shape)), 0, _floats(low), _floats(high))
 
 
 def _floats(values: Any) -> tuple[float, ...] | None:
@@ -109,11 +170,22 @@ def specs_state(obs: ObsSpec, act: ActSpec) -> dict[str, Any]:
 
 def specs_from_state(state: dict[str, Any]) -> tuple[ObsSpec, ActSpec]:
     """`specs_state` read back."""
-    o, a = state["obs"], state["act"]
+    o = state["obs"]
     images = {k: (int(v[0]), int(v[1]), int(v[2])) for k, v in o["images"].items()}
+    return ObsSpec(dict(o["vectors"]), images), _act_from_state(state["act"])
+
+
+def _act_from_state(a: dict[str, Any]) -> ActSpec:
     low, high = (tuple(a[k]) if a.get(k) is not None else None for k in ("low", "high"))
-    act = ActSpec(bool(a["discrete"]), int(a["dim"]), int(a.get("start", 0)), low, high)
-    return ObsSpec(dict(o["vectors"]), images), act
+    parts = []
+    for p in a.get("parts", ()):
+        lo, hi = (tuple(p[k]) if p.get(k) is not None else None for k in ("low", "high"))
+        parts.append(
+            ActPart(str(p["key"]), bool(p["discrete"]), int(p["dim"]), int(p["start"]), lo, hi)
+        )
+    start = int(a.get("start", 0))
+    container = str(a.get("container", ""))
+    return ActSpec(bool(a["discrete"]), int(a["dim"]), start, low, high, tuple(parts), container)
 
 
 def replay_length(run: Any, replay: Any) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from reverie import checkpoint
 from reverie.accel import describe, learner_threads, pick_device
@@ -181,7 +181,7 @@ class Trainer:
         rc = self.cfg.run
         self.callbacks, self.stopped_by = list(callbacks), None
         total = int(steps if steps is not None else rc.steps)
-        self.logger = self.logger or Logger(self.logdir, rc.tensorboard)
+        self.logger = self.logger or self._open_logger()
         progress = Progress(total, self.step, rc.progress and sys.stderr.isatty())
         start = time.time()
         run_speed, log_speed = (Speedometer(start, self.step, self.updates) for _ in range(2))
@@ -227,6 +227,18 @@ class Trainer:
             "logdir": str(self.logdir),
             "stopped_by": self.stopped_by,
         }
+
+    def _open_logger(self) -> Logger:
+        lc = self.cfg.logger
+        sink = None
+        if lc.wandb:
+            from reverie.wandb_sink import WandbSink
+
+            config = OmegaConf.to_container(self.cfg, resolve=True)
+            assert isinstance(config, dict)
+            plain = {str(k): v for k, v in config.items()}
+            sink = WandbSink(self.logdir, lc.wandb_project, lc.wandb_entity, plain)
+        return Logger(self.logdir, self.cfg.run.tensorboard, sink)
 
     def _hook(self, name: str, *args: Any) -> None:
         """Call hook `name` of every callback; one that returns False stops the run."""

@@ -23,6 +23,7 @@ from reverie.envs.minecraft_suite import make_minecraft
 from reverie.envs.procgen_suite import make_procgen
 from reverie.envs.wrappers import (
     ActionRepeat,
+    ComposedAction,
     DreamerObservation,
     NormalizeAction,
     OneHotAction,
@@ -130,8 +131,10 @@ def make_env(
         env = ActionRepeat(env, action_repeat)
     if isinstance(env.action_space, spaces.Box):
         env = NormalizeAction(env)
-    else:
+    elif isinstance(env.action_space, spaces.Discrete):
         env = OneHotAction(env)
+    else:  # MultiDiscrete, Dict
+        env = ComposedAction(env)
     env = DreamerObservation(env, image_size)
     if seed is not None:
         env.action_space.seed(seed)

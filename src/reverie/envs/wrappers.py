@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 from PIL import Image
 
-from reverie.specs import ActSpec, specs_from_spaces
+from reverie.specs import ActSpec, act_spec_of, specs_from_spaces
 
 
 class UnsupportedSpaceError(ValueError):
@@ -175,12 +175,52 @@ class ActionRepeat(gym.Wrapper):
         return obs, total, terminated, truncated, info
 
 
-def check_action_space(space: spaces.Space) -> None:
+class ComposedBox(spaces.Box):
+    """The action space of `ComposedAction`: one [-1, 1] vector of all parts, keeping the
+    spec of the env's own space (`act_spec`) for the model and the policy."""
+
+    def __init__(self, act_spec: ActSpec):
+        super().__init__(-1.0, 1.0, (act_spec.dim,), np.float32)
+        self.act_spec = act_spec
+
+
+class ComposedAction(gym.ActionWrapper):
+    """MultiDiscrete and Dict actions arrive as the agent's one vector (A,) of parts side by
+    side (one-hot segments, [-1, 1] values) and reach the env as its index array or dict
+    (`ActSpec.to_env`). A vector env batches the (A,) vectors (a `ComposedBox`)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.act_spec = act_spec_of(env.action_space)
+        self.action_space = ComposedBox(self.act_spec)
+
+    def action(self, action):
+        out = self.act_spec.to_env(np.asarray(action, np.float64))
+        space = self.env.action_space
+        if isinstance(space, spaces.Dict):
+            return {k: _as_space(space[k], v) for k, v in out.items()}
+        return _as_space(space, out)
+
+
+def _as_space(space: spaces.Space, value: np.ndarray):
     if isinstance(space, spaces.Discrete):
+        return int(value)
+    return np.asarray(value).reshape(space.shape).astype(space.dtype)
+
+
+def _float_box(space: spaces.Space) -> bool:
+    return isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)
+
+
+def check_action_space(space: spaces.Space) -> None:
+    if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)) or _float_box(space):
         return
-    if isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating):
+    if isinstance(space, spaces.Dict) and all(
+        isinstance(s, spaces.Discrete) or _float_box(s) for s in space.spaces.values()
+    ):
         return
     raise UnsupportedSpaceError(
-        f"action space {space} is not supported: reverie acts in Discrete and float Box spaces. "
-        "Wrap the env to expose one of those."
+        f"action space {space} is not supported: reverie acts in Discrete, float Box, "
+        "MultiDiscrete spaces and Dicts of Discrete and float Box spaces. Wrap the env to "
+        "expose one of those."
     )
