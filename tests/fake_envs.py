@@ -175,6 +175,42 @@ class PickEnv(gym.Env):
         return obs, reward, False, self.t >= self.length, {}
 
 
+class LyingEnv(gym.Env):
+    """An env that breaks its contract from step `at` on, in the way `kind` names:
+    shape (a vector of 5, not 3), dtype (a string observation), reward_nan, reward_huge
+    (1e30), action_space (grows from 2 to 3 actions), old_reset (reset returns the
+    observation alone), old_step (step returns 4 values)."""
+
+    def __init__(self, kind: str = "shape", at: int = 3, length: int = 12):
+        self.observation_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.kind, self.at, self.length, self.t = kind, at, length, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        obs = np.zeros(3, np.float32)
+        return obs if self.kind == "old_reset" else (obs, {})
+
+    def step(self, action):
+        self.t += 1
+        obs, reward, lie = np.zeros(3, np.float32), 0.0, self.t >= self.at
+        if lie and self.kind == "shape":
+            obs = np.zeros(5, np.float32)
+        elif lie and self.kind == "dtype":
+            obs = np.array(["a", "b", "c"])
+        elif lie and self.kind == "reward_nan":
+            reward = float("nan")
+        elif lie and self.kind == "reward_huge":
+            reward = 1e30
+        elif lie and self.kind == "action_space":
+            self.action_space = spaces.Discrete(3)
+        elif lie and self.kind == "old_step":
+            return obs, reward, False, {}
+        return obs, reward, False, self.t >= self.length, {}
+
+
+gym.register("fake_envs/Lying-v0", entry_point=LyingEnv, disable_env_checker=True)
 gym.register("fake_envs/MultiDiscrete-v0", entry_point=PickEnv, kwargs={"kind": "multi"})
 gym.register("fake_envs/DictAction-v0", entry_point=PickEnv, kwargs={"kind": "dict"})
 gym.register("fake_envs/DictObs-v0", entry_point=DictObsEnv)

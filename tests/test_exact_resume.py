@@ -74,6 +74,7 @@ def test_resume_restores_everything_and_next_updates_are_bitwise_equal(tmp_path)
     try:
         first.train(N // 2)
         saved = checkpoint.load_latest(tmp_path)
+        first.lock.release()  # as if its process had ended; its agent stays for comparison
         second = Trainer(resolve_config(tmp_path, FAST), tmp_path)
         try:
             assert_tree_equal(second.agent.checkpoint_state(), first.agent.checkpoint_state())

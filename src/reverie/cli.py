@@ -16,7 +16,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from reverie.checkpoint import CheckpointError
     from reverie.config import ConfigError
     from reverie.envs import EnvIdError, UnsupportedSpaceError
+    from reverie.envs.checks import EnvContractError
+    from reverie.envs.custom import CustomEnvError
     from reverie.envs.vector import EnvWorkerError
+    from reverie.lock import LogdirInUseError
     from reverie.trainer import NonFiniteError
 
     return (
@@ -27,6 +30,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
         FileNotFoundError,
         NonFiniteError,
         EnvWorkerError,
+        LogdirInUseError,
+        EnvContractError,
+        CustomEnvError,
     )
 
 

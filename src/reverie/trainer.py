@@ -24,9 +24,11 @@ from reverie.callbacks import Callback
 from reverie.clocks import Every, Speedometer, TrainRatio
 from reverie.config import size_note, to_yaml, train_fill
 from reverie.envs import describe_spaces, make_vector_env, uses_workers
+from reverie.envs.checks import EnvContractError, nonfinite_keys
 from reverie.envs.custom import EnvFactory
 from reverie.envs.episode_stats import EpisodeStats, EpisodeTracker, info_at
 from reverie.files import pause_for_test, remove_stale_temps
+from reverie.lock import LogdirLock
 from reverie.logger import Logger, MetricsMean, Progress
 from reverie.perf import tune_malloc
 from reverie.replay import Replay
@@ -85,6 +87,21 @@ class Trainer:
         self.env = make_vector_env(cfg.env, cfg.seed, factory)  # bad env ids fail before any file
         self.obs_spec, self.act_spec = describe_spaces(self.env)  # and unsupported spaces
         self.logdir.mkdir(parents=True, exist_ok=True)
+        self.lock = LogdirLock(self.logdir)
+        try:
+            self.lock.acquire()  # before anything is read or written
+            self._build(cfg)
+        except BaseException:
+            self.lock.release()
+            self.env.close()
+            raise
+        print(f"reverie: {size_note(self.cfg)}", file=sys.stderr)
+        print(
+            f"reverie: {describe(bool(self.agent.compiled), self.agent.precision)}", file=sys.stderr
+        )
+
+    def _build(self, cfg: DictConfig) -> None:
+        """The agent, replay and counters, resumed from what the logdir holds."""
         self.agent = Agent(self.obs_spec, self.act_spec, cfg, self.device)
         rc, run = cfg.replay, cfg.run
         self.seq_len = replay_length(run, rc)
@@ -114,10 +131,6 @@ class Trainer:
         self.stopped_by: str | None = None  # the callback hook that stopped `train`
         self._resume()
         (self.logdir / "config.yaml").write_text(to_yaml(cfg))
-        print(f"reverie: {size_note(self.cfg)}", file=sys.stderr)
-        print(
-            f"reverie: {describe(bool(self.agent.compiled), self.agent.precision)}", file=sys.stderr
-        )
 
     @property
     def last_eval(self) -> int:
@@ -209,8 +222,8 @@ class Trainer:
                     self._hook("on_checkpoint", self.save())
                 self._hook("on_step")
                 progress.update(self.step, self._progress_info(run_speed))
-        except KeyboardInterrupt:
-            self.save()  # Ctrl-C or SIGTERM (see cli): keep what was learned, then stop
+        except (KeyboardInterrupt, EnvContractError):
+            self.save()  # Ctrl-C, SIGTERM (see cli) or a broken env: keep what was learned
             raise
         finally:
             progress.close()
@@ -267,9 +280,16 @@ class Trainer:
         """The envs' answer to the actions sent; logs the episodes that ended with it."""
         if hasattr(self.env, "step_async"):
             assert hasattr(self.env, "step_wait")  # step_async's other half
-            obs, reward, term, trunc, infos = self.env.step_wait()
+            obs, reward, term, trunc, infos = self.env.step_wait()  # drops non-finite steps
         else:
             obs, reward, term, trunc, infos = self.env.step(self.pending)
+            bad = nonfinite_keys(obs, reward)
+            if bad:
+                raise EnvContractError(
+                    f"env {self.cfg.env.id}: step returned NaN or inf in {', '.join(bad)}; "
+                    "fix the env, or run it in worker processes (env.parallel=async), which "
+                    "end such an episode as truncated and log the fault"
+                )
         self._env_faults(infos)  # log env faults; their episodes end as truncations
         # NEXT_STEP autoreset: the step after an episode's last is the next one's first
         step = EnvStep(obs, reward.astype(np.float32), previous.is_last.copy(), term | trunc, term)
@@ -382,6 +402,7 @@ class Trainer:
         )
 
     def close(self) -> None:
+        self.lock.release()
         self.env.close()
         if self.logger is not None:
             self.logger.close()

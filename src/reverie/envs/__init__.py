@@ -13,6 +13,7 @@ from gymnasium.vector.utils import CloudpickleWrapper
 from reverie.envs._util import SuiteNotInstalledError
 from reverie.envs.atari_suite import make_atari, make_atari100k
 from reverie.envs.bsuite_suite import make_bsuite
+from reverie.envs.checks import EnvContractError, StrictEnv
 from reverie.envs.crafter_suite import make_crafter
 from reverie.envs.custom import EnvFactory, is_custom_id
 from reverie.envs.custom import build as build_custom
@@ -61,6 +62,7 @@ SUITE_INFO = {
 DEFAULT_TASKS = {"crafter": "reward", "minecraft": "diamond"}
 
 __all__ = [
+    "EnvContractError",
     "EnvIdError",
     "SuiteNotInstalledError",
     "UnsupportedSpaceError",
@@ -125,6 +127,7 @@ def make_env(
             kwargs.setdefault("size", image_size)  # suites render at the agent's image size
         env = SUITES[suite](task, pixels=pixels, **kwargs)
     check_action_space(env.action_space)
+    env = StrictEnv(env)
     if time_limit:
         env = gym.wrappers.TimeLimit(env, time_limit)
     if action_repeat > 1:

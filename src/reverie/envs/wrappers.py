@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 from PIL import Image
 
+from reverie.envs.checks import EnvContractError, check_observation, env_name
 from reverie.specs import ActSpec, act_spec_of, specs_from_spaces
 
 
@@ -71,14 +72,21 @@ class DreamerObservation(gym.ObservationWrapper):
     def observation(self, obs):
         result = {}
         for key, path, space in self.leaves:
-            value = obs
-            for p in path:
-                value = value[p]
             kind, name = self.kinds[key]
-            if kind == "image":
-                result[name] = resize_image(np.asarray(value), self.size)
-            else:
-                result[name] = _flatten(space, value)
+            try:
+                value = obs
+                for p in path:
+                    value = value[p]
+                if kind == "image":
+                    result[name] = resize_image(np.asarray(value), self.size)
+                else:
+                    result[name] = _flatten(space, value)
+            except (KeyError, IndexError, TypeError, ValueError) as e:
+                raise EnvContractError(
+                    f"env {env_name(self.env)}: observation {key!r} does not fit its space "
+                    f"{space} ({type(e).__name__}: {e})"
+                ) from None
+        check_observation(env_name(self.env), self.observation_space, result)
         return result
 
 
