@@ -69,7 +69,7 @@ def test_load_policy_acts_without_an_env_replay_or_optimiser_state(runs, monkeyp
 
     monkeypatch.setattr(reverie.envs, "make_env", no_env)
     policy = load_policy(runs["cartpole"])
-    assert not policy.agent.opt.state  # no optimiser moments
+    assert policy.agent._opt is None  # no optimiser, no moments
     assert not any(p.requires_grad for p in policy.agent.parameters())
     actions = episode_actions(policy_actor(policy), "CartPole-v1")
     assert all(a.dtype.kind == "i" and a.shape == (1,) and a[0] in (0, 1) for a in actions)

@@ -50,6 +50,7 @@ class Agent(nn.Module):
 
     :param cfg: the run's config (a DictConfig is converted to its dataclasses once).
     :param device: where parameters live and the update runs.
+    :param learner: False builds the networks alone, to act (no optimiser, no compilation).
     """
 
     updates: Tensor  # buffer (register_buffer in __init__): optimiser steps taken
@@ -60,6 +61,7 @@ class Agent(nn.Module):
         act_spec: ActSpec,
         cfg: Config | DictConfig,
         device: torch.device | str,
+        learner: bool = True,
     ):
         super().__init__()
         cfg = typed(cfg)
@@ -69,16 +71,22 @@ class Agent(nn.Module):
         self.wm = WorldModel(obs_spec, act_spec.dim, cfg)
         self.behavior = Behavior(self.wm.rssm.feat_dim, act_spec, cfg)
         self.to(self.device)
-        self.opt = make_optimizer(
-            cfg.optim,
-            {"model": self.wm, "actor": self.behavior.actor, "critic": self.behavior.critic},
-        )
+        # acting alone (learner=False, reverie.policy) needs no optimiser: building one
+        # imports torch._dynamo, most of a policy's load time
+        modules = {"model": self.wm, "actor": self.behavior.actor, "critic": self.behavior.critic}
+        self._opt = make_optimizer(cfg.optim, modules) if learner else None
         self.register_buffer("updates", torch.zeros((), dtype=torch.long, device=self.device))
         self.last_update_finite = True
         self.precision = resolve_precision(cfg.run.precision, self.device)  # autocast dtype
         self.compiled: list[str] = []
-        if resolve_compile(cfg.run.compile, self.device):
+        if learner and resolve_compile(cfg.run.compile, self.device):
             self.compile()
+
+    @property
+    def opt(self) -> torch.optim.Optimizer:
+        if self._opt is None:
+            raise RuntimeError("this agent only acts (learner=False): it has no optimiser")
+        return self._opt
 
     def compile(self) -> list[str]:  # type: ignore[override]
         """Compile the update's hot methods, those each module names in `compiled_methods`

@@ -19,6 +19,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from reverie.envs.checks import EnvContractError
     from reverie.envs.custom import CustomEnvError
     from reverie.envs.vector import EnvWorkerError
+    from reverie.files import DiskFullError
     from reverie.lock import LogdirInUseError
     from reverie.trainer import NonFiniteError
 
@@ -33,6 +34,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         LogdirInUseError,
         EnvContractError,
         CustomEnvError,
+        DiskFullError,
     )
 
 

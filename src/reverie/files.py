@@ -2,16 +2,46 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import time
 import zlib
 from pathlib import Path
+from typing import IO
 
 MAGIC = b"RVCK"
 
 
 class CorruptFileError(RuntimeError):
     pass
+
+
+class DiskFullError(RuntimeError):
+    """A write failed for lack of space; what was on disk before it is intact."""
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: Path | str, error: OSError) -> DiskFullError:
+    """The one line for a write that found the disk full: where, how much is free, what next."""
+    path = Path(path)
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(
+        f"no space left on the device of {path.parent} ({free}) while writing {path.name}; "
+        "free some space (or lower replay.disk_budget_mb) and rerun the same command to "
+        "resume from the last checkpoint",
+    )
+
+
+def write(file: IO[bytes] | IO[str], data: bytes | memoryview | str) -> None:
+    """Every byte reverie writes to its own files goes through here (one place to see a
+    full disk; tests/test_disk_full.py fills it)."""
+    file.write(data)  # type: ignore[arg-type]
 
 
 def with_footer(payload: bytes) -> bytes:
@@ -52,12 +82,18 @@ def atomic_write(path: Path | str, payload: bytes, pause: str = "") -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     view = memoryview(payload)
-    with open(tmp, "wb") as f:
-        f.write(view[: len(view) // 2])
-        pause_for_test(pause)  # a kill here leaves a torn temporary file
-        f.write(view[len(view) // 2 :])
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            write(f, view[: len(view) // 2])
+            pause_for_test(pause)  # a kill here leaves a torn temporary file
+            write(f, view[len(view) // 2 :])
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        tmp.unlink(missing_ok=True)  # the old file stays as it was
+        if e.errno in NO_SPACE:
+            raise disk_full(path, e) from None
+        raise
     os.replace(tmp, path)
     fsync_dir(path.parent)
 

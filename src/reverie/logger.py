@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reverie.files import NO_SPACE, disk_full, write
 from reverie.wandb_sink import WandbSink, frames_of
 
 
@@ -56,13 +57,25 @@ class Logger:
             k: v if isinstance(v, str) else (float(v) if _finite(v) else None)
             for k, v in metrics.items()
         }
-        self.file.write(
-            json.dumps({"step": int(step), "time": round(time.time(), 3), **clean}) + "\n"
-        )
+        line = json.dumps({"step": int(step), "time": round(time.time(), 3), **clean}) + "\n"
+        end = self.file.tell()
+        try:
+            write(self.file, line)
+            self.file.flush()
+        except OSError as e:
+            self.file.truncate(end)  # no torn last line: readers parse every line
+            if e.errno in NO_SPACE:
+                raise disk_full(self.path, e) from None
+            raise
         if self.tb is not None:
-            for k, v in clean.items():
-                if v is not None and not isinstance(v, str):
-                    self.tb.add_scalar(k, v, step)
+            try:
+                for k, v in clean.items():
+                    if v is not None and not isinstance(v, str):
+                        self.tb.add_scalar(k, v, step)
+            except OSError as e:  # raised by TensorBoard's writer thread on a later call
+                if e.errno in NO_SPACE:
+                    raise disk_full(self.logdir / "tensorboard" / "events", e) from None
+                raise
         if self.wandb is not None:
             self.wandb.log(step, clean)
 

@@ -161,7 +161,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
         env = make_env(str(cfg.env.id), **env_kwargs(cfg.env))
         obs_spec, act_spec = describe_spaces(env)
         env.close()
-    agent = Agent(obs_spec, act_spec, cfg, device)
+    agent = Agent(obs_spec, act_spec, cfg, device, learner=False)
     agent.load_state_dict(state["agent"]["agent"])
     del state
     agent.requires_grad_(False)

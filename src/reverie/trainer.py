@@ -27,7 +27,7 @@ from reverie.envs import describe_spaces, make_vector_env, uses_workers
 from reverie.envs.checks import EnvContractError, nonfinite_keys
 from reverie.envs.custom import EnvFactory
 from reverie.envs.episode_stats import EpisodeStats, EpisodeTracker, info_at
-from reverie.files import pause_for_test, remove_stale_temps
+from reverie.files import DiskFullError, atomic_write, pause_for_test, remove_stale_temps
 from reverie.lock import LogdirLock
 from reverie.logger import Logger, MetricsMean, Progress
 from reverie.perf import tune_malloc
@@ -130,7 +130,7 @@ class Trainer:
         self.callbacks: list[Callback] = []
         self.stopped_by: str | None = None  # the callback hook that stopped `train`
         self._resume()
-        (self.logdir / "config.yaml").write_text(to_yaml(cfg))
+        atomic_write(self.logdir / "config.yaml", to_yaml(cfg).encode())
 
     @property
     def last_eval(self) -> int:
@@ -225,6 +225,9 @@ class Trainer:
         except (KeyboardInterrupt, EnvContractError):
             self.save()  # Ctrl-C, SIGTERM (see cli) or a broken env: keep what was learned
             raise
+        except DiskFullError:
+            self._save_what_fits()
+            raise
         finally:
             progress.close()
         self._log_train(log_speed.read(time.time(), self.step, self.updates))
@@ -240,6 +243,14 @@ class Trainer:
             "logdir": str(self.logdir),
             "stopped_by": self.stopped_by,
         }
+
+    def _save_what_fits(self) -> None:
+        """After a full disk: a new checkpoint if it still fits, else the last one stands
+        (each write is atomic, so a failed one changes nothing on disk)."""
+        try:
+            self.save()
+        except DiskFullError:
+            pass
 
     def _open_logger(self) -> Logger:
         lc = self.cfg.logger
