@@ -17,9 +17,10 @@ import torch
 
 from reverie import distributions as D
 from reverie.behavior import Behavior, ReturnNormalizer, lambda_return, replay_lambda_return
-from reverie.config import make_config
+from reverie.config import make_config, typed
 from reverie.nets import init_linear_
 from reverie.optim import LaProp
+from reverie.specs import ActSpec
 
 OFFICIAL = json.loads((Path(__file__).parent / "fixtures/official_parity.json").read_text())
 
@@ -81,7 +82,7 @@ def test_replay_lambda_returns():
 def test_contdisc_weights_and_returns():
     ref = OFFICIAL["lambda_return"]["imag"]
     con = t(ref["con"])  # (B, T) continue probabilities
-    behavior = Behavior(8, 2, True, make_config([]))
+    behavior = Behavior(8, ActSpec(True, 2), typed(make_config([])))
     logits = torch.log(con) - torch.log1p(-con)
     cont, gamma, weight = behavior.discounts(D.Bernoulli(logits.T), torch.ones(con.shape[0]))
     official_weight = t(ref["weight"])  # (B, T); the losses read [:, :-1]
