@@ -1,5 +1,6 @@
 """Learning runs: train `reverie train` per seed under a wall-clock budget and report when
-the mean return of the last episodes first reaches a target.
+the mean return of the last episodes first reaches a target (the run stops there unless
+`--full`).
 
     python benchmarks/learning.py --env gym:CartPole-v1 --target 475 --minutes 10 --seeds 0 1 2
     python benchmarks/learning.py --env gym:Pendulum-v1 --target -300 --minutes 60 --seeds 0 \
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -25,7 +27,10 @@ from pathlib import Path
 def first_reach(metrics: Path, target: float, window: int, start: float) -> dict:
     """When the mean of `window` episode returns first reached `target`, in seconds
     since `start` (the launch of the command, so start-up and compilation count)."""
-    lines = [json.loads(x) for x in metrics.read_text().splitlines()]
+    text = metrics.read_text()
+    if not text.endswith("\n"):  # the run is writing its last line
+        text = text[: text.rfind("\n") + 1]
+    lines = [json.loads(x) for x in text.splitlines()]
     episodes = [x for x in lines if "episode/return" in x]
     best, reached = float("-inf"), None
     for i in range(window - 1, len(episodes)):
@@ -44,6 +49,26 @@ def first_reach(metrics: Path, target: float, window: int, start: float) -> dict
     }
 
 
+def run_until(cmd: list[str], metrics: Path, args: argparse.Namespace, start: float) -> None:
+    """Run `cmd` until the budget ends or, unless --full, until the target is reached
+    (checked every 10 s; the run is stopped by SIGINT, so it saves and exits cleanly)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    deadline = start + args.minutes * 60
+    while proc.poll() is None and time.time() < deadline:
+        time.sleep(min(10.0, max(0.0, deadline - time.time())))
+        if args.full or not metrics.exists():
+            continue
+        if first_reach(metrics, args.target, args.window, start)["reached"]:
+            break
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def main() -> None:
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -55,6 +80,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--logroot", default="logs/bench")
+    p.add_argument("--full", action="store_true", help="run the whole budget, not to the target")
     args = p.parse_args(argv)
 
     results = []
@@ -77,10 +103,7 @@ def main() -> None:
         ]
         print("$", " ".join(cmd), flush=True)
         t0 = time.time()
-        try:
-            subprocess.run(cmd, timeout=args.minutes * 60, stdout=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            pass
+        run_until(cmd, logdir / "metrics.jsonl", args, t0)
         result = first_reach(logdir / "metrics.jsonl", args.target, args.window, t0)
         result.update(seed=seed, wall=time.time() - t0)
         results.append(result)

@@ -308,7 +308,7 @@ def _band(ax, runs: list[tuple], color: str, label: str, points: int = 200) -> N
     hi = max(x[-1] for x, _ in runs)
     lo = min(x[0] for x, _ in runs)
     grid = np.linspace(lo, hi, points)
-    ys = np.stack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in runs])
+    ys = _on_grid(runs, grid)
     ok = np.isfinite(ys).any(0)
     with np.errstate(all="ignore"):
         import warnings
@@ -318,6 +318,76 @@ def _band(ax, runs: list[tuple], color: str, label: str, points: int = 200) -> N
             med, mn, mx = np.nanmedian(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
     ax.plot(grid[ok], med[ok], color=color, label=f"{label} (n={len(runs)})")
     ax.fill_between(grid[ok], mn[ok], mx[ok], color=color, alpha=0.2)
+
+
+def _on_grid(runs: list[tuple], grid):
+    """(runs, points) values of each (x, y) run on `grid`, NaN outside the run's range."""
+    import numpy as np
+
+    return np.stack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in runs])
+
+
+def _inside(first: list, second: list, grid) -> tuple:
+    """Fractions of `grid` where the median of `first` lies inside, above and below the
+    min-max band of `second`, and the largest distance outside it."""
+    import numpy as np
+
+    med = np.median(_on_grid(first, grid), 0)
+    band = _on_grid(second, grid)
+    lo, hi = band.min(0), band.max(0)
+    above, below = (med > hi).mean(), (med < lo).mean()
+    gap = float(np.max(np.maximum(med - hi, lo - med).clip(min=0)))
+    return 1 - above - below, above, below, gap
+
+
+def band_check(data: dict, smooth: int = 5, points: int = 200) -> str:
+    """Where reverie's median return curve (against env steps) lies relative to the
+    official runs' min-max band, on the env steps that all runs of both codes cover; and,
+    as the yardstick for seed noise, the same figure for every other split of the pooled
+    runs into groups of those sizes (a run of either code is as likely in either group if
+    the two codes learn alike)."""
+    import itertools
+
+    import numpy as np
+
+    curves = {}
+    for code in CODES:
+        curves[code] = [
+            (
+                np.array([s for s, _ in run["episodes"]], float),
+                _smooth([r for _, r in run["episodes"]], smooth),
+            )
+            for run in data["runs"].get(code, {}).values()
+            if len(run["episodes"]) > 1
+        ]
+    if not curves["reverie"] or len(curves["official"]) < 2:
+        return "band check: needs reverie runs and at least 2 official runs"
+    pooled = curves["reverie"] + curves["official"]
+    grid = np.linspace(max(x[0] for x, _ in pooled), min(x[-1] for x, _ in pooled), points)
+    inside, above, below, gap = _inside(curves["reverie"], curves["official"], grid)
+    n = len(curves["reverie"])
+    splits = []
+    for pick in itertools.combinations(range(len(pooled)), n):
+        if pick == tuple(range(n)):
+            continue  # the actual split
+        first = [pooled[i] for i in pick]
+        second = [pooled[i] for i in range(len(pooled)) if i not in pick]
+        splits.append(_inside(first, second, grid)[0])
+    text = (
+        f"band check (env steps {grid[0]:.0f}-{grid[-1]:.0f}, {points} points, returns "
+        f"smoothed over {smooth} episodes): reverie's median (n={n}) inside the official "
+        f"min-max band (n={len(curves['official'])}) at {inside:.0%} of points, above at "
+        f"{above:.0%}, below at {below:.0%}; largest distance outside the band {gap:.1f}."
+    )
+    if splits:
+        share = np.mean(np.array(splits) <= inside)
+        text += (
+            f" Seed-noise yardstick: over the {len(splits)} other splits of the pooled runs "
+            f"the median's share inside is {np.median(splits):.0%} (range "
+            f"{min(splits):.0%}-{max(splits):.0%}); {share:.0%} of splits are at or below "
+            f"the actual {inside:.0%}."
+        )
+    return text
 
 
 def _smooth(values, k: int):
@@ -414,6 +484,7 @@ def write_outputs(data: dict, out: Path, smooth: int = 5) -> None:
         "\nupdates/s: the rate between the first and last logged train lines after training "
         "began (compilation excluded); the official side runs JAX on CPU in float32.\n"
     )
+    text += "\n" + band_check(data, smooth) + "\n"
     (out / "table.md").write_text(text)
     print(text)
     print(f"wrote {out / 'returns.png'}, {out / 'losses.png'}, {out / 'table.md'}")
