@@ -38,8 +38,20 @@ def _user_errors() -> tuple[type[Exception], ...]:
     )
 
 
+class UsageError(Exception):
+    """A command line argparse refuses: reported as one `reverie: error:` line, status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (no usage block), raised rather than exiting,
+    so that `main` reports them like every other bad input; --help still exits."""
+
+    def error(self, message: str):  # type: ignore[override]  # raises instead of exiting
+        raise UsageError(f"{message} (`{self.prog} --help` lists the arguments)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reverie", description="DreamerV3 in PyTorch")
+    parser = _Parser(prog="reverie", description="DreamerV3 in PyTorch")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train an agent (resumes if --logdir has a run)")
@@ -102,7 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args) -> int:
     from reverie.api import Dreamer, default_logdir
+    from reverie.config import ConfigError
 
+    if args.logdir is not None and not args.logdir.strip():
+        raise ConfigError(
+            "--logdir is empty (an unset shell variable?): pass a directory, or drop "
+            "--logdir for logs/<env>-<time>"
+        )
     logdir = Path(args.logdir) if args.logdir else default_logdir(args.env or "gym:CartPole-v1")
     keys = {"run.steps": args.steps, "env.num_envs": args.envs, "run.train_ratio": args.train_ratio}
     keys = {k: v for k, v in keys.items() if v is not None}
@@ -351,7 +369,11 @@ def cmd_envs(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        print(f"reverie: error: {e}", file=sys.stderr)
+        return 2
     handler = {
         "train": cmd_train,
         "eval": cmd_eval,

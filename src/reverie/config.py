@@ -8,6 +8,8 @@ cannot express (choices, ranges) and error messages that name the closest keys.
 from __future__ import annotations
 
 import difflib
+import math
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -213,7 +215,83 @@ POSITIVE = (
     "replay.capacity",
     "replay.chunk",
     "behavior.horizon",
+    "run.steps",
+    "run.eval_episodes",
+    "model.depth",
+    "model.action_maxstd",
+    "behavior.retnorm_limit",
+    "optim.eps",
+    "optim.model_eps",
+    "optim.ac_eps",
+    "optim.model_clip",
+    "optim.ac_clip",
 )
+# key: (low, high, hint); low and high inclusive, None: unbounded. POSITIVE and the
+# checks of `validate` cover the rest; every float key must also be finite.
+RANGES: dict[str, tuple[float | None, float | None, str]] = {
+    "seed": (0, 2**32 - 1, ""),  # numpy's seed range
+    "env.time_limit": (0, None, " (0 keeps the env's own limit)"),
+    "env.step_timeout": (0, None, " (0 waits forever)"),
+    "model.bins": (2, None, ""),
+    "model.enc_layers": (0, None, ""),
+    "model.dec_layers": (1, None, ""),
+    "model.reward_layers": (1, None, ""),
+    "model.cont_layers": (1, None, ""),
+    "model.actor_layers": (1, None, ""),
+    "model.critic_layers": (1, None, ""),
+    "model.unimix": (0, 1, ""),
+    "model.actor_unimix": (0, 1, ""),
+    "model.action_minstd": (0, None, ""),
+    **{f"loss.{k}": (0, None, " (0 turns the term off)") for k in LossConfig.__annotations__},
+    "loss.free_nats": (0, None, ""),
+    "behavior.discount_horizon": (1, None, " (the discount is 1 - 1/discount_horizon)"),
+    "behavior.lam": (0, 1, ""),
+    "behavior.actor_entropy": (0, None, ""),
+    "behavior.slow_critic_rate": (0, 1, ""),
+    "behavior.retnorm_decay": (0, 1, ""),
+    "behavior.retnorm_low": (0, 100, " (a percentile)"),
+    "behavior.retnorm_high": (0, 100, " (a percentile)"),
+    "optim.lr": (0, 1, ""),
+    "optim.model_lr": (0, 1, ""),
+    "optim.actor_lr": (0, 1, ""),
+    "optim.critic_lr": (0, 1, ""),
+    "optim.warmup": (0, None, ""),
+    "optim.agc": (0, None, " (0 turns clipping off)"),
+    "optim.agc_pmin": (0, None, ""),
+    "replay.recency_exponent": (0, None, ""),
+    "replay.context": (0, None, ""),
+    "replay.disk_budget_mb": (0, None, " (0 = no limit)"),
+    "run.batch_length": (2, None, ""),
+    "run.train_fill": (0, None, " (0: batch_size * batch_length)"),
+    "run.eval_every": (0, None, " (0 turns evaluation off)"),
+    "run.dream_every": (0, None, " (0 turns dreams off)"),
+    "run.log_every": (0, None, ""),
+    "run.checkpoint_every": (0, None, ""),
+    "run.threads": (0, None, " (0 picks the cores not used by env workers)"),
+    "run.nonfinite_patience": (0, None, ""),
+}
+# ranges open at 0: a learning rate or slow critic rate of 0 does not train
+OPEN_LOW = (
+    "optim.lr",
+    "optim.model_lr",
+    "optim.actor_lr",
+    "optim.critic_lr",
+    "behavior.slow_critic_rate",
+)
+BETAS = ("optim.beta1", "optim.beta2")  # in [0, 1): a beta of 1 never forgets
+# sizes far above any DreamerV3 setting (400m: deter 12288), which would exhaust memory
+# (or, for the train ratio, loop on updates) instead of training
+LIMIT = 1 << 16
+LIMITS: dict[str, float] = {
+    **{f"model.{k}": LIMIT for k, t in ModelConfig.__annotations__.items() if t == "int"},
+    "run.batch_size": LIMIT,
+    "run.batch_length": LIMIT,
+    "behavior.horizon": LIMIT,
+    "replay.chunk": LIMIT,
+    "run.train_ratio": 1e6,
+}
+# the encoder's four halvings end at 4x4 and the decoder's four doublings start there
+IMAGE_SIZE = 64
 
 
 def train_fill(run: RunConfig | DictConfig) -> int:
@@ -264,10 +342,58 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value (e.g. run.train_ratio=64)")
+        key, value = item.split("=", 1)
+        if not key.strip() or "" in key.split("."):
+            raise ConfigError(
+                f"override {item!r} has a malformed key {key!r}: keys are dotted names such "
+                "as run.train_ratio (`reverie config` lists every key)"
+            )
+        if "${" in value:
+            raise ConfigError(
+                f"override {item!r} holds an interpolation ${{...}}, which reverie does not "
+                "resolve: give the value itself"
+            )
     try:
         return OmegaConf.from_dotlist(list(overrides))
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"cannot parse overrides {overrides}: {e}") from None
+    except Exception:  # noqa: BLE001 - OmegaConf's errors, and YAML's for a value like '='
+        pass
+    for i in range(len(overrides)):  # name the first override that does not parse
+        try:
+            OmegaConf.from_dotlist(list(overrides[: i + 1]))
+        except Exception as e:  # noqa: BLE001 - as above
+            problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(
+                f"cannot parse override {overrides[i]!r} ({problem}); quote a string value "
+                "that holds YAML syntax, e.g. key='a: b'"
+            ) from None
+    raise AssertionError("unreachable: the overrides parsed one by one")
+
+
+def _nested(flat: dict[str, Any]) -> DictConfig:
+    """{'run.steps': 5} -> {'run': {'steps': 5}}, the values taken as they are (a flag's
+    string is not read as YAML: `--env gym:` stays the string 'gym:')."""
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):  # 'run=1' and 'run.steps=2' both given
+                raise ConfigError(f"config key {key!r} is set both as a value and a section")
+            node = child
+        if isinstance(value, str):
+            value = value.replace("${", "\\${")  # a literal string, not an interpolation
+        node[leaf] = value
+    cfg = OmegaConf.create(tree)
+    assert isinstance(cfg, DictConfig)
+    return cfg
+
+
+def _value_key_above(key: str, options: list[str]) -> str | None:
+    """'env.id.gym' -> 'env.id': the single-value key that a mapping was given to."""
+    parts = key.split(".")
+    prefixes = (".".join(parts[:i]) for i in range(1, len(parts)))
+    return next((p for p in prefixes if p in options), None)
 
 
 def merge(cfg: DictConfig, *others: DictConfig | dict) -> DictConfig:
@@ -277,6 +403,13 @@ def merge(cfg: DictConfig, *others: DictConfig | dict) -> DictConfig:
         other = other if isinstance(other, DictConfig) else OmegaConf.create(other)
         for key in all_keys(other):
             if key not in options and not key.startswith("env.kwargs."):
+                leaf = _value_key_above(key, options)
+                if leaf is not None:  # YAML read `env.id=gym:` or `x={a: 1}` as a mapping
+                    raise ConfigError(
+                        f"bad value for {leaf!r}: a mapping ({key[len(leaf) + 1 :]}: ...) "
+                        f"where a single value goes; quote a value that ends in ':' or holds "
+                        f"': ', e.g. {leaf}='a: b'"
+                    )
                 raise ConfigError(
                     f"unknown config key {key!r}; closest valid keys: {_closest(key, options)}"
                 )
@@ -325,15 +458,65 @@ def domain_preset(env_id: str, preset: str = "") -> DictConfig:
     return DOMAINS.get(suite if suite in DOMAINS else "gym", OmegaConf.create({}))
 
 
+def _check_range(key: str, value: Any) -> None:
+    low, high, hint = RANGES.get(key, (None, None, ""))
+    if key in POSITIVE and (value is None or value <= 0):
+        raise ConfigError(f"bad value {value!r} for {key!r}; it must be > 0{hint}")
+    if key in BETAS and not 0 <= value < 1:
+        raise ConfigError(f"bad value {value!r} for {key!r}; it must be in [0, 1)")
+    if low is not None and high is not None:
+        lo = "(" if key in OPEN_LOW else "["
+        if not (low < value if key in OPEN_LOW else low <= value) or value > high:
+            raise ConfigError(
+                f"bad value {value!r} for {key!r}; it must be in {lo}{low}, {high}]{hint}"
+            )
+    elif low is not None and value < low:
+        raise ConfigError(f"bad value {value!r} for {key!r}; it must be >= {low}{hint}")
+    limit = LIMITS.get(key)
+    if limit is not None and value > limit:
+        raise ConfigError(
+            f"bad value {value!r} for {key!r}; it must be <= {limit:g}, far above any "
+            "DreamerV3 setting (a typo?)"
+        )
+
+
 def validate(cfg: DictConfig) -> None:
     for key, options in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in options:
             raise ConfigError(f"bad value {value!r} for {key!r}; choose one of {options}")
-    for key in POSITIVE:
+    for key in all_keys(cfg):
         value = OmegaConf.select(cfg, key)
-        if value is None or value <= 0:
-            raise ConfigError(f"bad value {value!r} for {key!r}; it must be > 0")
+        if key.startswith("env.kwargs."):
+            continue  # free-form: the env's constructor checks them
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"bad value {value!r} for {key!r}; it must be a finite number")
+        if key in POSITIVE or key in RANGES or key in LIMITS or key in BETAS:
+            _check_range(key, value)
+    env_id = str(cfg.env.id)
+    if not env_id.strip():
+        raise ConfigError("env.id is empty; pass an env id, e.g. --env gym:CartPole-v1")
+    if any(not part.strip() for part in env_id.split(":")):
+        raise ConfigError(
+            f"env id {env_id!r} has an empty part; ids are suite:task or a Gymnasium id, "
+            "e.g. gym:CartPole-v1 (`reverie envs` lists the suites)"
+        )
+    if cfg.env.image_size != IMAGE_SIZE:
+        raise ConfigError(
+            f"bad value {cfg.env.image_size!r} for 'env.image_size'; the image encoder and "
+            f"decoder work on {IMAGE_SIZE}x{IMAGE_SIZE} frames: use env.image_size={IMAGE_SIZE}"
+        )
+    if cfg.model.action_minstd > cfg.model.action_maxstd:
+        raise ConfigError(
+            f"model.action_minstd={cfg.model.action_minstd} is above "
+            f"model.action_maxstd={cfg.model.action_maxstd}; the minimum must be <= the maximum"
+        )
+    if cfg.behavior.retnorm_low >= cfg.behavior.retnorm_high:
+        raise ConfigError(
+            f"behavior.retnorm_low={cfg.behavior.retnorm_low} is not below "
+            f"behavior.retnorm_high={cfg.behavior.retnorm_high}; the low percentile must be "
+            "below the high one"
+        )
     for blocks in ("blocks", "decoder_blocks"):
         if cfg.model.deter % cfg.model[blocks]:
             raise ConfigError(
@@ -345,12 +528,6 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"unknown {key} {cfg[key]!r}; valid sizes: {', '.join(map(str, SIZES.keys()))}"
             )
-    if cfg.env.step_timeout < 0:
-        raise ConfigError("env.step_timeout must be >= 0 (0 waits forever)")
-    if cfg.replay.disk_budget_mb < 0:
-        raise ConfigError("replay.disk_budget_mb must be >= 0 (0 = no limit)")
-    if cfg.replay.context < 0:
-        raise ConfigError("replay.context must be >= 0")
     if cfg.preset and cfg.preset not in DOMAINS:
         raise ConfigError(
             f"unknown preset {cfg.preset!r}; valid presets: {', '.join(map(str, DOMAINS.keys()))}"
@@ -365,9 +542,22 @@ def make_config(
     `flags` are top-level shortcuts of the CLI (size, seed, logdir) or dotted keys.
     `base` replaces the defaults, e.g. the config stored in a logdir.
     """
+    try:
+        return _make_config(overrides, base, **flags)
+    except OmegaConfBaseException as e:  # e.g. an interpolation `${...}` that does not resolve
+        key = getattr(e, "full_key", None) or "?"
+        problem = str(getattr(e, "msg", None) or e or type(e).__name__).splitlines()[0]
+        raise ConfigError(
+            f"bad value for {key!r}: {problem}; `reverie config` shows each key's current value"
+        ) from None
+
+
+def _make_config(
+    overrides: list[str] | None = None, base: DictConfig | None = None, **flags: Any
+) -> DictConfig:
     user = parse_overrides(overrides or [])
     flat = {k: v for k, v in flags.items() if v is not None}
-    flag_cfg = OmegaConf.from_dotlist([f"{k}={_dot(v)}" for k, v in flat.items()])
+    flag_cfg = _nested(flat)
     if base is not None:
         return _finish(merge(default_config(), base, flag_cfg, user))
     cfg = default_config()
@@ -382,10 +572,6 @@ def make_config(
     size = str(probe.paper_size) if str(probe.size) == PAPER else str(probe.size)
     cfg = merge(cfg, size_preset(size), domain, flag_cfg, user, {"size": size})
     return _finish(cfg)
-
-
-def _dot(value: Any) -> str:
-    return str(value) if not isinstance(value, str) else (value if value else "''")
 
 
 # auto/on/off keys: YAML and OmegaConf read a bare on/off/true/false as a bool
@@ -412,6 +598,7 @@ def resolve_config(run_dir: str | Path, overrides: list[str], **flags: Any) -> D
     checkpoint and replay would not fit them.
     """
     logdir = run_dir
+    check_logdir(logdir)
     stored_path = Path(logdir) / "config.yaml"
     if not stored_path.exists():
         return make_config(overrides, **flags)
@@ -425,6 +612,8 @@ def resolve_config(run_dir: str | Path, overrides: list[str], **flags: Any) -> D
             "run's flags to regenerate it), or pick a new --logdir"
         ) from None
     size = flags.pop("size", None)
+    if size is not None and size != PAPER:
+        size_preset(str(size))  # an unknown size is named as such, not as another run's
     if size is not None and size != stored.size:
         raise ConfigError(
             f"logdir {logdir} holds a run of size {stored.size}, not {size}: "
@@ -439,7 +628,50 @@ def resolve_config(run_dir: str | Path, overrides: list[str], **flags: Any) -> D
                 f"logdir {logdir} was trained with {key}={old}, this command asks for {new}: "
                 "resume with the original setting, or pick a new --logdir"
             )
+    step = checkpoint_step(logdir)
+    if step is not None and cfg.run.steps < step:
+        raise ConfigError(
+            f"logdir {logdir} is already at step {step}, beyond the {cfg.run.steps} total env "
+            f"steps asked for (--steps, run.steps): pass --steps above {step} to train it "
+            "further, or pick a new --logdir"
+        )
     return cfg
+
+
+def check_logdir(logdir: str | Path) -> None:
+    """A logdir must be a directory, or creatable, and writable: refused before anything runs."""
+    path = Path(logdir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"logdir {path} is a file, not a directory: pick a new --logdir")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"logdir {path} cannot be created: {existing} is a file; pick a new --logdir"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "it" if existing == path else f"{existing}"
+        raise ConfigError(
+            f"logdir {path} is not writable ({where} denies this user write access): "
+            "fix its permissions (chmod u+w), or pick a new --logdir"
+        )
+
+
+def checkpoint_step(logdir: str | Path) -> int | None:
+    """The env step of the newest readable checkpoint of `logdir`, None without one.
+    Warnings about a corrupt newest one are left to the trainer, which loads it again."""
+    import contextlib
+    import io
+
+    from reverie import checkpoint
+
+    path = Path(logdir)
+    if not any((path / name).exists() for name in (checkpoint.CHECKPOINT, checkpoint.PREVIOUS)):
+        return None
+    with contextlib.redirect_stderr(io.StringIO()):
+        state = checkpoint.load_latest(path)
+    return None if state is None else int(state["counters"]["step"])
 
 
 def size_note(cfg: DictConfig) -> str:

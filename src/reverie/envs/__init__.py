@@ -122,10 +122,19 @@ def make_env(
         )
     else:
         suite, task = split_id(env_id)
+        given = sorted(kwargs or {})
         kwargs = dict(kwargs or {})
         if suite != "gym":
             kwargs.setdefault("size", image_size)  # suites render at the agent's image size
-        env = SUITES[suite](task, pixels=pixels, **kwargs)
+        try:
+            env = SUITES[suite](task, pixels=pixels, **kwargs)
+        except TypeError as e:
+            if not given or "argument" not in str(e):
+                raise
+            raise EnvIdError(
+                f"env {env_id} does not take the env.kwargs given ({', '.join(given)}): {e}; "
+                "drop them or name the constructor's own arguments"
+            ) from None
     check_action_space(env.action_space)
     env = StrictEnv(env)
     if time_limit:
