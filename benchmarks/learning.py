@@ -51,7 +51,8 @@ def first_reach(metrics: Path, target: float, window: int, start: float) -> dict
 
 def run_until(cmd: list[str], metrics: Path, args: argparse.Namespace, start: float) -> None:
     """Run `cmd` until the budget ends or, unless --full, until the target is reached
-    (checked every 10 s; the run is stopped by SIGINT, so it saves and exits cleanly)."""
+    (checked every 10 s; the run is stopped by SIGTERM, on which reverie saves and exits:
+    SIGINT would be ignored in a job a non-interactive shell put in the background)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     deadline = start + args.minutes * 60
     while proc.poll() is None and time.time() < deadline:
@@ -61,7 +62,7 @@ def run_until(cmd: list[str], metrics: Path, args: argparse.Namespace, start: fl
         if first_reach(metrics, args.target, args.window, start)["reached"]:
             break
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
