@@ -38,7 +38,19 @@ def first_reach(metrics: Path, target: float, window: int, start: float) -> dict
         mean = sum(recent) / window
         best = max(best, mean)
         if reached is None and mean >= target:
-            reached = {"step": episodes[i]["step"], "seconds": episodes[i]["time"] - start}
+            step = episodes[i]["step"]
+            reached = {
+                "step": step,
+                "seconds": episodes[i]["time"] - start,
+                "updates": max(
+                    (
+                        x["train/updates"]
+                        for x in lines
+                        if x["step"] <= step and "train/updates" in x
+                    ),
+                    default=0,
+                ),
+            }
     updates = max((x.get("train/updates", 0) for x in lines), default=0)
     return {
         "reached": reached,

@@ -138,26 +138,37 @@ def compile_marked(module: torch.nn.Module, backend: str | Callable = "inductor"
     return names
 
 
-def pick_device(name: str) -> torch.device:
-    """The torch device for `run.device` (auto: CUDA when available)."""
+def pick_device(name: str, local_rank: int | None = None) -> torch.device:
+    """The torch device for `run.device` (auto: CUDA when available). In a data-parallel
+    job (`local_rank` given) each rank of a host takes GPU `local_rank`."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("run.device=cuda but no CUDA device is available; use run.device=cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and local_rank is not None and device.index is None:
+        if local_rank >= torch.cuda.device_count():
+            raise ConfigError(
+                f"local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} "
+                "here): launch at most one process per GPU (torchrun --nproc-per-node)"
+            )
+        device = torch.device("cuda", local_rank)
+    return device
 
 
-def learner_threads(setting: int, env_workers: int) -> int:
-    """Intra-op threads for the learner (`run.threads`; 0: the cores left after env workers).
+def learner_threads(setting: int, env_workers: int, ranks_per_host: int = 1) -> int:
+    """Intra-op threads for the learner (`run.threads`; 0: this rank's share of the cores,
+    less its env workers).
 
     OpenMP threads spin while they wait; sharing a core with a busy worker made a 1m
     update 2-3x slower with 2 threads than with 1 (and OMP_WAIT_POLICY=PASSIVE, which
-    avoids that, made the idle case 1.6x slower: 950 vs 590 ms), so workers get cores.
+    avoids that, made the idle case 1.6x slower: 950 vs 590 ms), so workers get cores,
+    and the ranks of one host split them.
     """
     if setting > 0:
         return int(setting)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) - env_workers)
+    return max(1, (cores or 1) // max(1, ranks_per_host) - env_workers)
 
 
 def describe(compiled: bool, precision: torch.dtype | None) -> str:

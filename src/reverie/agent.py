@@ -8,6 +8,7 @@ B*T = N posterior states and rolls H steps.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from reverie.config import Config, typed
 from reverie.optim import make_optimizer
 from reverie.specs import ActSpec, ObsSpec, decode_latent, encode_latent
 from reverie.world_model import WorldModel
+
+if TYPE_CHECKING:
+    from reverie.distributed import Comm
 
 Tensor = torch.Tensor
 
@@ -51,6 +55,9 @@ class Agent(nn.Module):
     :param cfg: the run's config (a DictConfig is converted to its dataclasses once).
     :param device: where parameters live and the update runs.
     :param learner: False builds the networks alone, to act (no optimiser, no compilation).
+    :param comm: the collectives of a data-parallel job (`reverie.distributed`): each
+        update then averages its gradients, losses and metrics over the ranks, and the
+        return normaliser reads the returns of all ranks. None: one process.
     """
 
     updates: Tensor  # buffer (register_buffer in __init__): optimiser steps taken
@@ -62,6 +69,7 @@ class Agent(nn.Module):
         cfg: Config | DictConfig,
         device: torch.device | str,
         learner: bool = True,
+        comm: Comm | None = None,
     ):
         super().__init__()
         cfg = typed(cfg)
@@ -70,7 +78,13 @@ class Agent(nn.Module):
         self.scales = loss_scales(cfg)
         self.wm = WorldModel(obs_spec, act_spec.dim, cfg)
         self.behavior = Behavior(self.wm.rssm.feat_dim, act_spec, cfg)
+        self.comm = comm if comm is not None and comm.active else None
+        if self.comm is not None:
+            self._use_global_retnorm(self.comm)
         self.to(self.device)
+        if self.comm is not None:
+            # the same seed builds the same weights on every rank; this makes sure of it
+            self.comm.broadcast_(list(self.state_dict().values()))
         # acting alone (learner=False, reverie.policy) needs no optimiser: building one
         # imports torch._dynamo, most of a policy's load time
         modules = {"model": self.wm, "actor": self.behavior.actor, "critic": self.behavior.critic}
@@ -81,6 +95,15 @@ class Agent(nn.Module):
         self.compiled: list[str] = []
         if learner and resolve_compile(cfg.run.compile, self.device):
             self.compile()
+
+    def _use_global_retnorm(self, comm: Comm) -> None:
+        """Data-parallel: percentiles over the returns of the global batch, not this rank's."""
+        from reverie.distributed import GlobalReturnNormalizer
+
+        bc = self.cfg.behavior
+        self.behavior.retnorm = GlobalReturnNormalizer(
+            bc.retnorm_decay, bc.retnorm_low, bc.retnorm_high, bc.retnorm_limit, comm
+        )
 
     @property
     def opt(self) -> torch.optim.Optimizer:
@@ -181,9 +204,12 @@ class Agent(nn.Module):
 
         self.opt.zero_grad(set_to_none=True)
         total.backward()
-        # a non-finite loss or gradient skips the step: parameters, optimiser moments and
-        # the slow critic stay as they were (one host read; free on CPU)
         grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if self.comm is not None:
+            total, terms, metrics = self._average(grads, total, terms, metrics)
+        # a non-finite loss or gradient skips the step: parameters, optimiser moments and
+        # the slow critic stay as they were (one host read; free on CPU). In a job the
+        # average of the ranks' values is checked, so all ranks skip together
         gnorm = torch.stack(torch._foreach_norm(grads))
         self.last_update_finite = bool(torch.isfinite(total) & torch.isfinite(gnorm).all())
         if self.last_update_finite:
@@ -199,6 +225,32 @@ class Agent(nn.Module):
         metrics.update({f"loss/{name}": v.detach() for name, v in terms.items()})
         metrics["loss/total"] = total.detach()
         return metrics, encode_latent(post["deter"], post["stoch"])
+
+    def _average(
+        self,
+        grads: list[Tensor],
+        total: Tensor,
+        terms: dict[str, Tensor],
+        metrics: dict[str, Tensor],
+    ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """Gradients, loss and metrics averaged over the ranks in one all-reduce.
+
+        Each rank's loss is the mean over its equal share of the global batch, so the
+        average of the ranks' gradients is the gradient of the global batch's mean loss;
+        the optimiser (LaProp's clipping included) then sees that gradient on every rank.
+        """
+        assert self.comm is not None
+        scalars = {"total": total, **{f"term/{k}": v for k, v in terms.items()}}
+        scalars.update({f"metric/{k}": v for k, v in metrics.items()})
+        keys = list(scalars)
+        stacked = torch.stack([scalars[k].detach().float() for k in keys])  # (scalars,)
+        self.comm.average_([*grads, stacked])
+        mean = dict(zip(keys, stacked.unbind()))
+        return (
+            mean["total"],
+            {k: mean[f"term/{k}"] for k in terms},
+            {k: mean[f"metric/{k}"] for k in metrics},
+        )
 
     # ------------------------------------------------------------ persistence
     def checkpoint_state(self) -> dict:

@@ -1,4 +1,5 @@
-"""Command line: `reverie train`, `eval`, `dream`, `plot`, `config`, `sizes`."""
+"""Command line: `reverie train`, `eval`, `dream`, `plot`, `config`, `sizes`, and the sweep
+commands `sweep`, `reproduce`, `score` (reverie.sweep)."""
 
 from __future__ import annotations
 
@@ -109,7 +110,70 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sizes", help="list the size presets with parameter counts")
     sub.add_parser("envs", help="list the env suites, whether each is installed, example ids")
+    _add_sweep_parsers(sub)
     return parser
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """How a sweep's cells run (not part of its spec)."""
+    p.add_argument("--jobs", type=int, default=1, help="cells at once on this machine (1)")
+    p.add_argument(
+        "--gpus", default="auto", help="auto (the visible ones), none, or indices like 0,1"
+    )
+    p.add_argument("--retries", type=int, default=1, help="restarts of a crashed cell (1)")
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "slurm", "submitit-local"],
+        help="local processes (default), Slurm jobs via submitit, or submitit's local jobs",
+    )
+    p.add_argument(
+        "--slurm",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a submitit parameter, e.g. --slurm slurm_partition=gpu --slurm timeout_min=240",
+    )
+    p.add_argument("--no-wait", action="store_true", help="submitit: exit once submitted")
+    p.add_argument("--dry-run", action="store_true", help="print the cells and their cost only")
+
+
+def _add_sweep_parsers(sub) -> None:
+    sw = sub.add_parser(
+        "sweep", help="tasks x seeds x override grids: one `reverie train` per cell, resumable"
+    )
+    sw.add_argument("--root", help="the sweep's directory (one logdir per cell under it)")
+    sw.add_argument("--status", metavar="ROOT", help="print where the sweep in ROOT stands")
+    sw.add_argument("--tasks", help="comma-separated env ids, e.g. gym:CartPole-v1,bsuite:catch/0")
+    sw.add_argument("--suite", help="all tasks of a paper suite (dmc_proprio, atari100k, ...)")
+    sw.add_argument("--seeds", default="1", help="a count (3), a list (0,4) or a range (0-2)")
+    sw.add_argument("--steps", type=int, help="total env steps of every cell")
+    sw.add_argument("--size", help="model size of every cell (a preset, or paper)")
+    sw.add_argument("--train-ratio", type=float, help="train ratio of every cell")
+    sw.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a config key and its values, crossed with the other --grid keys",
+    )
+    sw.add_argument("overrides", nargs="*", help="config overrides key=value for every cell")
+    _add_run_arguments(sw)
+
+    rp = sub.add_parser("reproduce", help="a paper suite with the paper's settings, as a sweep")
+    rp.add_argument("suite", help="dmc_proprio, dmc_vision, atari100k, crafter or bsuite")
+    rp.add_argument("--tasks", help="a subset of the suite's tasks, comma-separated")
+    rp.add_argument("--steps", type=int, help="a shorter budget than the paper's")
+    rp.add_argument("--seeds", help="a count, list or range (default: the paper's)")
+    rp.add_argument("--size", help="model size (default paper: the paper's for the suite)")
+    rp.add_argument("--root", help="the sweep's directory (default logs/reproduce-SUITE)")
+    rp.add_argument("overrides", nargs="*", help="config overrides key=value for every cell")
+    _add_run_arguments(rp)
+
+    sc = sub.add_parser("score", help="score a sweep against the published DreamerV3 numbers")
+    sc.add_argument("root", help="the sweep's directory")
+    sc.add_argument("--out", help="folder for score.md, score.json, score.png (default ROOT)")
+    sc.add_argument("--reps", type=int, default=2000, help="bootstrap samples (2000)")
 
 
 def cmd_train(args) -> int:
@@ -133,16 +197,20 @@ def cmd_train(args) -> int:
         **keys,
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)  # save a checkpoint on `kill` too
+    main_rank = agent.trainer.world.main  # a torchrun job's rank 0 speaks for all
     params = agent.agent.param_count()
-    print(
-        f"reverie: training {agent.cfg.env.id} size {agent.cfg.size} "
-        f"({params['total'] / 1e6:.2f}M params) into {logdir}",
-        file=sys.stderr,
-    )
+    if main_rank:
+        print(
+            f"reverie: training {agent.cfg.env.id} size {agent.cfg.size} "
+            f"({params['total'] / 1e6:.2f}M params) into {logdir}",
+            file=sys.stderr,
+        )
     try:
         summary = agent.learn(agent.cfg.run.steps)
     finally:
         agent.close()
+    if not main_rank:
+        return 0
     print(
         f"done: {summary['step']} env steps, {summary['updates']} updates, "
         f"mean return (last 20 episodes) {summary['mean_return']:.1f}, "
@@ -368,6 +436,124 @@ def cmd_envs(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from reverie.config import ConfigError
+    from reverie.sweep.grid import expand
+    from reverie.sweep.progress import status_text
+    from reverie.sweep.spec import load_spec, make_spec
+    from reverie.sweep.suites import paper_suite, pick_tasks
+
+    if args.status:
+        spec = load_spec(args.status)
+        print(status_text(args.status, spec, expand(spec)))
+        return 0
+    if not args.root or not args.root.strip():
+        raise ConfigError("--root is missing: pass the sweep's directory (or --status ROOT)")
+    if args.tasks and args.suite:
+        raise ConfigError("pass --tasks or --suite, not both")
+    if not args.tasks and not args.suite:
+        spec = load_spec(args.root)  # rerun a sweep from its sweep.yaml
+        print(f"reverie: resuming the sweep in {args.root} from its sweep.yaml")
+    else:
+        tasks = args.tasks or list(pick_tasks(paper_suite(args.suite), None))
+        spec = make_spec(
+            tasks,
+            args.seeds,
+            args.steps,
+            size=args.size,
+            train_ratio=args.train_ratio,
+            grid=args.grid,
+            overrides=args.overrides,
+        )
+    return _run_sweep(args, args.root, spec)
+
+
+def cmd_reproduce(args) -> int:
+    from reverie.sweep.suites import reproduce_spec
+
+    spec = reproduce_spec(
+        args.suite, args.tasks, args.steps, args.seeds, args.size, overrides=args.overrides
+    )
+    return _run_sweep(args, args.root or f"logs/reproduce-{args.suite}", spec)
+
+
+def _run_sweep(args, root: str, spec) -> int:
+    from reverie.sweep.grid import check_cells, cost, expand
+    from reverie.sweep.runner import LocalRunner
+    from reverie.sweep.spec import bind_root
+
+    cells = expand(spec)
+    check_cells(spec, cells)
+    plan = cost(spec, cells)
+    print(
+        f"reverie: {plan['cells']} cells ({len(spec.tasks)} tasks x {len(spec.seeds)} seeds"
+        f"{' x grid' if spec.grid else ''}), {plan['env_steps']:,} env steps and about "
+        f"{plan['updates']:,} updates in all, size {', '.join(plan['sizes'])}; root {root}"
+    )
+    if args.dry_run:
+        from reverie.sweep.grid import command
+
+        for cell in cells:
+            print(" ".join(command(spec, cell, root)[1:]))
+        return 0
+    bind_root(root, spec)
+    if args.executor == "local":
+        runner = LocalRunner(root, spec, cells, args.jobs, args.gpus, args.retries, report=_say)
+        outcome = runner.run()
+    else:
+        from reverie.sweep.slurm import parse_parameters, run_submitit
+
+        parameters = parse_parameters(args.slurm)
+        outcome = run_submitit(
+            root, spec, cells, args.executor, parameters, wait=not args.no_wait, report=_say
+        )
+    return _sweep_end(root, cells, outcome, waited=args.executor == "local" or not args.no_wait)
+
+
+def _say(line: str) -> None:
+    import time
+
+    print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True)
+
+
+def _sweep_end(root: str, cells: list, outcome, waited: bool) -> int:
+    if outcome.stopped:
+        print(
+            f"reverie: sweep stopped ({len(outcome.done) + len(outcome.skipped)} of "
+            f"{len(cells)} cells finished); rerun the same command to resume it",
+            file=sys.stderr,
+        )
+        return 130
+    if not waited:
+        print(f"reverie: jobs submitted; `reverie sweep --status {root}` shows where they stand")
+        return 0
+    finished = len(outcome.done) + len(outcome.skipped)
+    print(f"reverie: {finished} of {len(cells)} cells finished; score: reverie score {root}")
+    if outcome.failed:
+        for name, error in outcome.failed.items():
+            print(f"reverie: cell {name} failed: {error}", file=sys.stderr)
+        print(
+            f"reverie: {len(outcome.failed)} cell(s) failed (logs: ROOT/<cell>/train.log); "
+            "rerun the same command to retry them",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_score(args) -> int:
+    from reverie.config import ConfigError
+    from reverie.sweep.score import write_score
+
+    if args.reps < 100:
+        raise ConfigError(f"--reps must be at least 100 bootstrap samples, not {args.reps}")
+    result = write_score(args.root, args.out, reps=args.reps)
+    print(Path(result["paths"]["markdown"]).read_text())
+    for kind, path in result["paths"].items():
+        print(f"{kind}: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -383,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
         "config": cmd_config,
         "sizes": cmd_sizes,
         "envs": cmd_envs,
+        "sweep": cmd_sweep,
+        "reproduce": cmd_reproduce,
+        "score": cmd_score,
     }[args.command]
     try:
         return handler(args)

@@ -115,6 +115,25 @@ class Logger:
             self.wandb.close()
 
 
+class NullLogger(Logger):
+    """The logger of a job's ranks other than 0: rank 0 writes the logs, these write nothing."""
+
+    def __init__(self) -> None:
+        self.tb, self.wandb = None, None
+
+    def write(self, step: int, metrics: Mapping[str, float | str]) -> None:
+        pass
+
+    def video(self, name: str, step: int, video: np.ndarray, fps: int = 10) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def encode_gif(frames: np.ndarray, fps: int = 10) -> bytes:
     """(T, H, W, 3) uint8 -> GIF bytes."""
     import imageio.v3 as iio

@@ -1,14 +1,20 @@
 """The training loop: act in the envs, store the steps, update at the train ratio, log,
 evaluate, dream and checkpoint. It owns the clocks and is the only module that knows
-all the others (`Trainer.train` is the loop; each of its steps is a method below)."""
+all the others (`Trainer.train` is the loop; each of its steps is a method below).
+
+Under torchrun every rank runs this loop in lockstep on its own envs and replay; the
+update averages gradients over the ranks, rank 0 alone writes the checkpoint and the
+logs (docs/distributed.md)."""
 
 from __future__ import annotations
 
 import random
+import signal
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,14 +28,22 @@ from reverie.accel import describe, learner_threads, pick_device
 from reverie.agent import Agent
 from reverie.callbacks import Callback
 from reverie.clocks import Every, Speedometer, TrainRatio
-from reverie.config import size_note, to_yaml, train_fill
+from reverie.config import ConfigError, size_note, to_yaml, train_fill
+from reverie.distributed import (
+    Comm,
+    check_world_size,
+    local_batch,
+    rank_seed,
+    replay_folder,
+    world_from_env,
+)
 from reverie.envs import describe_spaces, make_vector_env, uses_workers
 from reverie.envs.checks import EnvContractError, nonfinite_keys
 from reverie.envs.custom import EnvFactory
 from reverie.envs.episode_stats import EpisodeStats, EpisodeTracker, info_at
 from reverie.files import DiskFullError, atomic_write, pause_for_test, remove_stale_temps
-from reverie.lock import LogdirLock
-from reverie.logger import Logger, MetricsMean, Progress
+from reverie.lock import LogdirInUseError, LogdirLock
+from reverie.logger import Logger, MetricsMean, NullLogger, Progress
 from reverie.perf import tune_malloc
 from reverie.replay import Replay
 from reverie.rollout import evaluate
@@ -79,40 +93,76 @@ class Trainer:
     def __init__(self, cfg: DictConfig, logdir: str | Path, factory: EnvFactory | None = None):
         self.cfg, self.factory = cfg, factory
         self.logdir = Path(logdir)
+        self.world = world_from_env()  # one process unless torchrun launched this one
+        self.batch_size = local_batch(cfg.run.batch_size, self.world)  # this rank's share
+        self.seed = rank_seed(cfg.seed, self.world.rank)
         tune_malloc()
         workers = cfg.env.num_envs if uses_workers(cfg.env) else 0
-        torch.set_num_threads(learner_threads(cfg.run.threads, workers))
-        seed_everything(cfg.seed)
-        self.device = pick_device(cfg.run.device)
-        self.env = make_vector_env(cfg.env, cfg.seed, factory)  # bad env ids fail before any file
+        torch.set_num_threads(learner_threads(cfg.run.threads, workers, self.world.local_size))
+        seed_everything(cfg.seed)  # the same initial weights on every rank
+        local_rank = self.world.local_rank if self.world.active else None
+        self.device = pick_device(cfg.run.device, local_rank)
+        self.env = make_vector_env(cfg.env, self.seed, factory)  # bad env ids fail before any file
         self.obs_spec, self.act_spec = describe_spaces(self.env)  # and unsupported spaces
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.lock = LogdirLock(self.logdir)
+        self.comm = Comm(self.world, self.device)
         try:
-            self.lock.acquire()  # before anything is read or written
+            self.comm = Comm.connect(self.world, self.device)
+            self._lock_logdir()  # before anything is read or written
+            self._check_same_config(cfg)
             self._build(cfg)
         except BaseException:
             self.lock.release()
             self.env.close()
+            self.comm.close()
             raise
-        print(f"reverie: {size_note(self.cfg)}", file=sys.stderr)
-        print(
-            f"reverie: {describe(bool(self.agent.compiled), self.agent.precision)}", file=sys.stderr
-        )
+        if self.world.main:
+            print(f"reverie: {size_note(self.cfg)}", file=sys.stderr)
+            how = describe(bool(self.agent.compiled), self.agent.precision)
+            print(f"reverie: {how}", file=sys.stderr)
+
+    def _lock_logdir(self) -> None:
+        """One trainer per logdir: in a job rank 0 holds the lock for all ranks, and tells
+        them whether it got it."""
+        if not self.world.active:
+            self.lock.acquire()
+            return
+        refused: LogdirInUseError | None = None
+        if self.world.main:
+            try:
+                self.lock.acquire()
+            except LogdirInUseError as e:
+                refused = e
+        if self.comm.sum_ints([refused is not None])[0]:
+            raise refused or LogdirInUseError(
+                f"logdir {self.logdir} is in use by another trainer (rank 0 of this job "
+                "could not lock it); wait for it to end or stop it, or pick another --logdir"
+            )
+
+    def _check_same_config(self, cfg: DictConfig) -> None:
+        if not self.comm.same_everywhere(to_yaml(cfg)):
+            raise ConfigError(
+                "the ranks of this job resolved different configs: launch the same command "
+                "on every host, with the same logdir contents (config.yaml)"
+            )
 
     def _build(self, cfg: DictConfig) -> None:
         """The agent, replay and counters, resumed from what the logdir holds."""
-        self.agent = Agent(self.obs_spec, self.act_spec, cfg, self.device)
+        self.agent = Agent(self.obs_spec, self.act_spec, cfg, self.device, comm=self.comm)
+        if self.world.active:
+            seed_everything(self.seed)  # from here each rank draws its own random numbers
         rc, run = cfg.replay, cfg.run
         self.seq_len = replay_length(run, rc)
+        n = self.world.size  # capacity and disk budget are the job's: each rank holds 1/n
         self.replay = Replay(
-            rc.capacity,
+            rc.capacity // n,
             rc.chunk,
-            self.logdir / "replay" if rc.save else None,
+            replay_folder(self.logdir / "replay", self.world) if rc.save else None,
             rc.selector,
             rc.recency_exponent,
-            seed=cfg.seed,
-            disk_budget_mb=rc.disk_budget_mb,
+            seed=self.seed,
+            disk_budget_mb=rc.disk_budget_mb / n,
             online_length=self.seq_len if rc.online else 0,
         )
         self.ratio = TrainRatio(run.train_ratio, run.batch_size * run.batch_length)
@@ -126,11 +176,14 @@ class Trainer:
         self.returns: deque[float] = deque(maxlen=20)
         self.episode_stats = EpisodeStats()  # Crafter achievements
         self.metrics = MetricsMean()
+        self.interrupted = False  # a job's SIGINT/SIGTERM, acted on by all ranks together
+        self.stop_all = False  # a job's agreed stop (`_checkpoint_due`)
         self.logger: Logger | None = None
         self.callbacks: list[Callback] = []
         self.stopped_by: str | None = None  # the callback hook that stopped `train`
         self._resume()
-        atomic_write(self.logdir / "config.yaml", to_yaml(cfg).encode())
+        if self.world.main:
+            atomic_write(self.logdir / "config.yaml", to_yaml(cfg).encode())
 
     @property
     def last_eval(self) -> int:
@@ -138,8 +191,12 @@ class Trainer:
 
     # -------------------------------------------------------------- resuming
     def _resume(self) -> None:
-        state = checkpoint.load_latest(self.logdir)
-        remove_stale_temps(self.logdir)  # of a killed run's checkpoint write
+        # rank 0 reads the checkpoint for all: other hosts need no copy of it
+        state = self.comm.from_main(lambda: checkpoint.load_latest(self.logdir))
+        if state is not None:
+            check_world_size(state, self.world, self.logdir)
+        if self.world.main:
+            remove_stale_temps(self.logdir)  # of a killed run's checkpoint write
         steps = self.replay.load()
         if self.replay.skipped_files:
             print(
@@ -150,26 +207,36 @@ class Trainer:
         if state is None:
             return
         self.agent.load_checkpoint_state(state["agent"])
-        self.replay.load_state(state["replay"])
         c = state["counters"]
         self.step, self.updates, self.train_start = c["step"], c["updates"], c["train_start"]
-        self.episodes, self.eval_clock.last = c["episodes"], c["last_eval"]
-        self.episode_stats.load_state(state.get("episode_stats"))
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        self.eval_clock.last = c["last_eval"]
+        # a job's checkpoint holds what is each rank's own in `ranks` (rank 0's at the top too)
+        mine = state["ranks"][self.world.rank] if self.world.active else state
+        self.replay.load_state(mine["replay"])
+        self.episodes = mine["counters"]["episodes"]
+        self.episode_stats.load_state(mine.get("episode_stats"))
+        random.setstate(mine["rng"]["python"])
+        np.random.set_state(mine["rng"]["numpy"])
+        torch.set_rng_state(mine["rng"]["torch"])
+        who = f"rank {self.world.rank}: " if self.world.active else ""
         print(
-            f"reverie: resumed {self.logdir} at step {self.step} ({self.updates} updates, "
+            f"reverie: {who}resumed {self.logdir} at step {self.step} ({self.updates} updates, "
             f"{steps} replay steps)",
             file=sys.stderr,
         )
 
     def save(self) -> Path:
+        """Write a checkpoint. In a job every rank calls it at the same point: each writes
+        its replay chunks, and rank 0 writes the checkpoint with every rank's own state."""
         self.replay.flush()
+        mine = self._rank_state()
+        ranks = self.comm.gather_to_main(mine)
+        if not self.world.main:
+            return self.logdir / checkpoint.CHECKPOINT
         state = {
             "config": to_yaml(self.cfg),
             "agent": self.agent.checkpoint_state(),
-            "replay": self.replay.state(),
+            "replay": mine["replay"],
             "counters": {
                 "step": self.step,
                 "updates": self.updates,
@@ -177,15 +244,26 @@ class Trainer:
                 "episodes": self.episodes,
                 "last_eval": self.last_eval,
             },
-            "episode_stats": self.episode_stats.state(),
+            "episode_stats": mine["episode_stats"],
             "specs": specs_state(self.obs_spec, self.act_spec),  # reverie.policy reads them
+            "rng": mine["rng"],
+        }
+        if self.world.active:
+            state.update(world_size=self.world.size, ranks=ranks)
+        return checkpoint.save(self.logdir, state)
+
+    def _rank_state(self) -> dict[str, Any]:
+        """What each rank holds of its own: replay sampler, episodes, random states."""
+        return {
+            "replay": self.replay.state(),
+            "counters": {"episodes": self.episodes},
+            "episode_stats": self.episode_stats.state(),
             "rng": {
                 "python": random.getstate(),
                 "numpy": numpy_rng_state(),
                 "torch": torch.get_rng_state(),
             },
         }
-        return checkpoint.save(self.logdir, state)
 
     # ------------------------------------------------------------- the loop
     def train(self, steps: int | None = None, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
@@ -193,42 +271,53 @@ class Trainer:
         (`reverie.callbacks`) stops it. Returns a summary."""
         rc = self.cfg.run
         self.callbacks, self.stopped_by = list(callbacks), None
+        self.stop_all, self.interrupted = False, False
         total = int(steps if steps is not None else rc.steps)
         self.logger = self.logger or self._open_logger()
-        progress = Progress(total, self.step, rc.progress and sys.stderr.isatty())
+        bar = rc.progress and sys.stderr.isatty() and self.world.main
+        progress = Progress(total, self.step, bar)
         start = time.time()
         run_speed, log_speed = (Speedometer(start, self.step, self.updates) for _ in range(2))
         log_clock, ckpt_clock = Every(rc.log_every, start), Every(rc.checkpoint_every, start)
         tracker = EpisodeTracker(self.cfg.env.num_envs)
         incoming, state = self.reset_envs(), None
+        restore_signals = self._flag_signals()
         try:
-            while self.step < total and self.stopped_by is None:
+            while self.step < total and not self._stopping():
                 action, state = self.agent.policy(
                     {**incoming.obs, "is_first": incoming.is_first}, state
                 )
                 self.store(incoming, action, state)
                 self.send_actions(action)  # env workers step while the learner updates
-                self.step += self.cfg.env.num_envs
+                self.step += self.cfg.env.num_envs * self.world.size  # all ranks' env steps
                 self.update()  # reads only what replay held before this step: same result
                 incoming = self.receive(incoming, tracker)
                 now = time.time()
                 if log_clock(now):
                     self._log_train(log_speed.read(now, self.step, self.updates))
-                if self.eval_clock(self.step):
+                if self.eval_clock(self.step) and self.world.main:
                     self.logger.write(self.step, self.evaluate(rc.eval_episodes))
-                if self.dream_clock(self.step):
+                if self.dream_clock(self.step) and self.world.main:
                     self._dream()
-                if ckpt_clock(now):
+                if self._checkpoint_due(ckpt_clock, now):
                     self._hook("on_checkpoint", self.save())
                 self._hook("on_step")
                 progress.update(self.step, self._progress_info(run_speed))
+            if self.interrupted:
+                raise KeyboardInterrupt  # a job's interrupt: all ranks saved together above
         except (KeyboardInterrupt, EnvContractError):
-            self.save()  # Ctrl-C, SIGTERM (see cli) or a broken env: keep what was learned
+            # Ctrl-C, SIGTERM (see cli) or a broken env: keep what was learned. A job's
+            # checkpoint takes every rank, which one rank's error cannot wait for: there
+            # the last checkpoint stands
+            if not self.world.active:
+                self.save()
             raise
         except DiskFullError:
-            self._save_what_fits()
+            if not self.world.active:
+                self._save_what_fits()
             raise
         finally:
+            restore_signals()
             progress.close()
         self._log_train(log_speed.read(time.time(), self.step, self.updates))
         path = self.save()
@@ -244,6 +333,42 @@ class Trainer:
             "stopped_by": self.stopped_by,
         }
 
+    def _stopping(self) -> bool:
+        """Whether a callback stopped the run; in a job, what all ranks agreed on."""
+        return self.stop_all if self.world.active else self.stopped_by is not None
+
+    def _checkpoint_due(self, clock: Every, now: float) -> bool:
+        """Whether to checkpoint now: the clock's call alone, or in a job rank 0's clock,
+        shared with every rank along with stops and interrupts (one small all-reduce per
+        step keeps the ranks' loops in step)."""
+        if not self.world.active:
+            return clock(now)
+        flags = [self.world.main and clock(now), self.stopped_by is not None, self.interrupted]
+        due, stop, interrupted = self.comm.sum_ints([int(f) for f in flags])
+        if stop and self.stopped_by is None:
+            self.stopped_by = "a callback on rank 0"
+        self.interrupted = bool(interrupted)
+        self.stop_all = bool(stop or interrupted)
+        return bool(due or interrupted)  # an interrupt saves first
+
+    def _flag_signals(self) -> Callable[[], None]:
+        """In a job, SIGINT and SIGTERM set a flag that all ranks act on at the same step
+        (saving together), not an exception raised wherever each rank happens to be.
+        Returns what puts the previous handlers back."""
+        if not self.world.active or threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def flag(signum: int, frame: Any) -> None:
+            self.interrupted = True
+
+        old = {sig: signal.signal(sig, flag) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+        return restore
+
     def _save_what_fits(self) -> None:
         """After a full disk: a new checkpoint if it still fits, else the last one stands
         (each write is atomic, so a failed one changes nothing on disk)."""
@@ -253,6 +378,8 @@ class Trainer:
             pass
 
     def _open_logger(self) -> Logger:
+        if not self.world.main:
+            return NullLogger()  # rank 0 writes the logs of a job
         lc = self.cfg.logger
         sink = None
         if lc.wandb:
@@ -265,13 +392,16 @@ class Trainer:
         return Logger(self.logdir, self.cfg.run.tensorboard, sink)
 
     def _hook(self, name: str, *args: Any) -> None:
-        """Call hook `name` of every callback; one that returns False stops the run."""
+        """Call hook `name` of every callback; one that returns False stops the run.
+        In a job they run on rank 0 (`_checkpoint_due` tells the others of a stop)."""
+        if not self.world.main:
+            return
         for callback in self.callbacks:
             if getattr(callback, name)(self, *args) is False and self.stopped_by is None:
                 self.stopped_by = f"{type(callback).__name__}.{name}"
 
     def reset_envs(self) -> EnvStep:
-        obs, infos = self.env.reset(seed=self.cfg.seed + 1000 * self.episodes)
+        obs, infos = self.env.reset(seed=self.seed + 1000 * self.episodes)
         self._env_faults(infos)
         return EnvStep.first(obs, self.cfg.env.num_envs)
 
@@ -316,8 +446,14 @@ class Trainer:
             self.train_step()
 
     def _replay_ready(self) -> bool:
+        """Whether replay holds `train_fill` steps (in a job: all ranks' together) and a
+        sequence to sample (on every rank)."""
         fill = train_fill(self.cfg.run)
-        return self.replay.size >= fill and self.replay.can_sample(self.seq_len)
+        if not self.world.active:
+            return self.replay.size >= fill and self.replay.can_sample(self.seq_len)
+        short = int(not self.replay.can_sample(self.seq_len))
+        size, ranks_short = self.comm.sum_ints([self.replay.size, short])
+        return size >= fill and ranks_short == 0
 
     def updates_due(self) -> int:
         if self.train_start is None:
@@ -325,7 +461,7 @@ class Trainer:
         return self.ratio.owed(self.step - self.train_start, self.updates)
 
     def train_step(self) -> None:
-        data, keys = self.replay.sample(self.cfg.run.batch_size, self.seq_len)
+        data, keys = self.replay.sample(self.batch_size, self.seq_len)  # this rank's share
         batch = {key: torch.as_tensor(v, device=self.device) for key, v in data.items()}
         metrics, latents = self.agent.update(batch)
         pause_for_test("update")  # tests/test_kill.py: a kill between update and bookkeeping
@@ -343,11 +479,12 @@ class Trainer:
         self.nonfinite_in_row += 1
         assert self.logger is not None  # train() opens it before the loop
         self.logger.write(self.step, {"train/skipped_update": 1.0})
-        print(
-            f"reverie: warning: update {self.updates} at step {self.step} skipped: "
-            f"non-finite {', '.join(bad) or 'gradients'}",
-            file=sys.stderr,
-        )
+        if self.world.main:  # every rank skips it (the ranks' average was non-finite)
+            print(
+                f"reverie: warning: update {self.updates} at step {self.step} skipped: "
+                f"non-finite {', '.join(bad) or 'gradients'}",
+                file=sys.stderr,
+            )
         patience = self.cfg.run.nonfinite_patience
         if self.nonfinite_in_row >= patience:
             self.save()  # skipped updates left the parameters as they were before the problem
@@ -417,3 +554,4 @@ class Trainer:
         self.env.close()
         if self.logger is not None:
             self.logger.close()
+        self.comm.close()

@@ -116,25 +116,33 @@ def reference_scores() -> dict:
     return scores
 
 
-def reference_for(env_id: str, pixels: bool = False) -> Reference | None:
-    """The published DreamerV3 score of `env_id` ('dmc:walker_walk', 'atari100k:pong',
-    'crafter'), or None when the paper reports none for it."""
+def reference_suite(env_id: str, pixels: bool = False) -> tuple[str, str] | None:
+    """(suite, task) of `env_id` in the published table ('dmc:walker_walk' ->
+    ('dmc_proprio', 'walker_walk'), or dmc_vision with `pixels`), None if it has no score."""
     table = reference_scores()
     prefix, _, name = env_id.partition(":")
     matches = []
-    for suite in table["suites"].values():
+    for key, suite in table["suites"].items():
         task = name or suite.get("default_task", prefix)
         if suite["env_prefix"] != prefix or task not in suite["scores"]:
             continue
         obs = suite.get("observation")
-        if obs is not None and (obs == "vision") != pixels:
-            matches.append((1, suite))  # the other observation kind: a fallback only
-        else:
-            matches.append((0, suite))
+        other = obs is not None and (obs == "vision") != pixels
+        matches.append((int(other), key, task))  # the other observation kind: a fallback
     if not matches:
         return None
-    suite = min(matches, key=lambda m: m[0])[1]
-    task = name or suite.get("default_task", prefix)
+    _, key, task = min(matches, key=lambda m: m[0])
+    return key, task
+
+
+def reference_for(env_id: str, pixels: bool = False) -> Reference | None:
+    """The published DreamerV3 score of `env_id` ('dmc:walker_walk', 'atari100k:pong',
+    'crafter'), or None when the paper reports none for it."""
+    found = reference_suite(env_id, pixels)
+    if found is None:
+        return None
+    table = reference_scores()
+    suite, task = table["suites"][found[0]], found[1]
     score = suite["scores"][task]
     if isinstance(score, list):
         lo, hi = float(score[0]), float(score[1])
