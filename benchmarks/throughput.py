@@ -7,6 +7,13 @@ process so that peak memory is its own.
 
     python benchmarks/throughput.py --sizes 50m 200m --updates 1 --loop-seconds 0 run.compile=off
 
+    python benchmarks/throughput.py --sizes 1m --kinds vector --ddp 2 --threads 2
+
+`--ddp N` measures data-parallel updates instead (reverie.distributed, through torchrun):
+one process with `--threads` threads against N ranks with `--threads // N` each (at least
+1), the global batch split over the ranks, in turns (`--turns`), and prints updates/s,
+the speed-up and the efficiency per core (CPU) or per device (CUDA: one GPU per rank).
+
 Env steps/s is measured on the whole training loop (acting, replay, updates at the
 train ratio) on CartPole (vector) or CartPole rendered to 64x64 pixels (pixels);
 `--loop-seconds 0` skips it (an update of the large sizes takes minutes on a CPU).
@@ -172,6 +179,95 @@ def loop(cfg, size: str, kind: str, threads: int, ratio: float, seconds: float, 
     return (trainer.step - s0) / loop_time, (trainer.updates - u0) / loop_time
 
 
+def ddp_rank(size: str, kind: str, updates: int, threads: int, overrides: list[str]) -> None:
+    """One rank of a torchrun job: time `updates` data-parallel updates on this rank's share
+    of the global batch; rank 0 prints the result."""
+    import torch.distributed as dist
+
+    from reverie.agent import Agent
+    from reverie.config import make_config
+    from reverie.distributed import Comm, local_batch, world_from_env
+    from reverie.specs import ActSpec, ObsSpec, random_batch
+
+    torch.set_num_threads(threads)
+    tune_malloc()
+    world = world_from_env()
+    cfg = make_config(overrides, size=size)
+    cuda = torch.cuda.is_available() and cfg.run.device != "cpu"
+    device = torch.device("cuda", world.local_rank) if cuda else torch.device("cpu")
+    comm = Comm.connect(world, device)
+    spec = ObsSpec({"vector": 4}, {}) if kind == "vector" else ObsSpec({}, {"image": (64, 64, 3)})
+    act = ActSpec(True, 2)
+    torch.manual_seed(0)
+    agent = Agent(spec, act, cfg, device, comm=comm)
+    share = local_batch(cfg.run.batch_size, world)
+    batch = random_batch(cfg, spec, act, seed=world.rank, ends=0.01)
+    batch = {k: v[:share].to(device) for k, v in batch.items()}
+    t = time.perf_counter()
+    agent.update(batch)  # compiles, when compiled
+    first_s = time.perf_counter() - t
+    if world.active:
+        dist.barrier()
+    synchronize(device)
+    t = time.perf_counter()
+    for _ in range(updates):
+        agent.update(batch)
+    synchronize(device)
+    seconds = time.perf_counter() - t
+    if world.main:
+        result = {"ranks": world.size, "threads": threads, "batch_per_rank": share}
+        result.update(first_update_s=first_s, updates_per_s=updates / seconds)
+        result.update(device=str(device.type), compiled=bool(agent.compiled))
+        print("RESULT " + json.dumps(result), flush=True)
+    comm.close()
+
+
+def ddp_case(size: str, kind: str, ranks: int, threads: int, args) -> dict | None:
+    cmd = [sys.executable]
+    if ranks > 1:
+        cmd += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
+    cmd += [__file__, "--ddp-rank", size, kind, "--updates", str(args.updates)]
+    cmd += ["--threads", str(threads), *args.overrides]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if not line:
+        print(out.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(line[0][7:])
+
+
+def ddp_scaling(args) -> list[dict]:
+    """1 process of `threads` threads against N ranks of threads // N, in turns."""
+    rows = []
+    n = args.ddp
+    per_rank = max(1, args.threads // n)
+    for size in args.sizes:
+        for kind in args.kinds:
+            for turn in range(args.turns):
+                one = ddp_case(size, kind, 1, args.threads, args)
+                many = ddp_case(size, kind, n, per_rank, args)
+                if one is None or many is None:
+                    continue
+                speedup = many["updates_per_s"] / one["updates_per_s"]
+                if one["device"] == "cuda":
+                    efficiency = speedup / n  # one GPU per rank
+                else:
+                    efficiency = speedup * args.threads / (n * per_rank)  # per core
+                row = {"size": size, "kind": kind, "turn": turn + 1, "one": one, "ddp": many}
+                row.update(speedup=speedup, efficiency=efficiency)
+                rows.append(row)
+                print(
+                    f"{size} {kind} turn {turn + 1}: 1 process x {args.threads} threads "
+                    f"{one['updates_per_s']:.2f} updates/s; {n} ranks x {per_rank} threads "
+                    f"{many['updates_per_s']:.2f} updates/s; speed-up {speedup:.2f}, "
+                    f"efficiency {efficiency:.2f} ({one['device']}, "
+                    f"{'compiled' if one['compiled'] else 'eager'})",
+                    flush=True,
+                )
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", nargs="+", default=["1m", "12m"])
@@ -182,9 +278,21 @@ def main() -> None:
     p.add_argument("--loop-seconds", type=float, default=20)
     p.add_argument("--json", help="write the results here too")
     p.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # size kind: run in this process
+    p.add_argument("--ddp", type=int, default=0, help="data-parallel ranks to measure")
+    p.add_argument("--turns", type=int, default=2, help="--ddp: alternations of the two")
+    p.add_argument("--ddp-rank", nargs=2, help=argparse.SUPPRESS)  # size kind: one rank
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
 
+    if args.ddp_rank:
+        ddp_rank(*args.ddp_rank, args.updates, args.threads, args.overrides)
+        return
+    if args.ddp:
+        rows = ddp_scaling(args)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        return
     if args.one:
         result = measure(
             *args.one,
