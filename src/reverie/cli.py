@@ -491,10 +491,12 @@ def _run_sweep(args, root: str, spec) -> int:
         f"{plan['updates']:,} updates in all, size {', '.join(plan['sizes'])}; root {root}"
     )
     if args.dry_run:
+        import shlex
+
         from reverie.sweep.grid import command
 
-        for cell in cells:
-            print(" ".join(command(spec, cell, root)[1:]))
+        for cell in cells:  # as `reverie train ...`, to paste into a shell
+            print(shlex.join(["reverie", *command(spec, cell, root)[3:]]))
         return 0
     bind_root(root, spec)
     if args.executor == "local":

@@ -12,13 +12,17 @@ import numpy as np
 
 from reverie.viz.plot import reference_for, reference_scores, reference_suite
 
+# the tables count Atari100k's steps in frames, 4 to one env step of reverie (the action
+# repeat happens inside the env): its 400K published frames are the preset's 100K env steps
+FRAMES_PER_STEP = {"atari100k": 4}
+
 
 @dataclass(frozen=True)
 class Published:
     suite: str  # dmc_proprio, dmc_vision, atari100k, crafter
     task: str
     final: float  # the published score at `steps` (a range's midpoint)
-    steps: int  # the suite's budget
+    steps: int  # the suite's budget, in env steps
     label: str
 
 
@@ -32,12 +36,19 @@ def lookup(env_id: str, pixels: bool = False) -> Published | None:
     observation = reference_scores()["suites"][found[0]].get("observation")
     if observation is not None and (observation == "vision") != pixels:
         return None
-    return Published(found[0], found[1], ref.value, ref.steps, ref.label)
+    steps = ref.steps // FRAMES_PER_STEP.get(found[0], 1)
+    return Published(found[0], found[1], ref.value, steps, ref.label)
 
 
 def suite_info(suite: str) -> dict:
     """The suite's entry of reference_scores.yaml ({} for one it does not hold)."""
     return dict(reference_scores()["suites"].get(suite, {}))
+
+
+def published_steps(suite: str) -> int | None:
+    """The suite's published budget in env steps, None for a suite the tables do not hold."""
+    steps = suite_info(suite).get("steps")
+    return None if steps is None else int(steps) // FRAMES_PER_STEP.get(suite, 1)
 
 
 @cache
@@ -51,11 +62,11 @@ def reference_curves() -> dict:
 
 
 def curve(suite: str, task: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(steps, mean score) of the published learning curve, None without one."""
+    """(env steps, mean score) of the published learning curve, None without one."""
     entry = reference_curves()["suites"].get(suite)
     if entry is None or task not in entry["scores"]:
         return None
-    steps = np.asarray(entry["steps"], np.float64)
+    steps = np.asarray(entry["steps"], np.float64) / FRAMES_PER_STEP.get(suite, 1)
     values = np.asarray([np.nan if v is None else v for v in entry["scores"][task]], np.float64)
     keep = ~np.isnan(values)
     return steps[keep], values[keep]

@@ -203,7 +203,7 @@ def score_sweep(
         info = published.suite_info(suite)
         suites[suite] = {
             "label": info.get("label", suite),
-            "published_steps": info.get("steps"),
+            "published_steps": published.published_steps(suite),
             "tasks": rows,
             "aggregates": suite_aggregates(rows, suite, reps) if suite in SCALES else {},
         }

@@ -20,6 +20,7 @@ from reverie.files import atomic_write
 SPEC_FILE = "sweep.yaml"
 VERSION = 1
 MAX_SEED = 2**32 - 1
+MAX_SEEDS = 1000  # seeds in one sweep: more is a typo, not a plan
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,8 @@ def parse_seeds(seeds: str | int) -> tuple[int, ...]:
     hint = "--seeds is a count (3: seeds 0 1 2), a list (0,4,7) or a range (3-5)"
     if re.fullmatch(r"\d+", text):
         count = int(text)
-        if count < 1:
-            raise ConfigError(f"--seeds {text}: a sweep needs at least one seed ({hint})")
+        if not 1 <= count <= MAX_SEEDS:
+            raise ConfigError(f"--seeds {text}: a sweep takes 1 to {MAX_SEEDS} seeds ({hint})")
         return tuple(range(count))
     out: list[int] = []
     for part in text.split(","):
@@ -118,6 +119,8 @@ def parse_seeds(seeds: str | int) -> tuple[int, ...]:
         low, high = int(match[1]), int(match[2] if match[2] is not None else match[1])
         if high < low:
             raise ConfigError(f"--seeds {text!r}: the range {part.strip()} runs backwards")
+        if len(out) + high - low + 1 > MAX_SEEDS:
+            raise ConfigError(f"--seeds {text!r}: a sweep takes at most {MAX_SEEDS} seeds")
         out += range(low, high + 1)
     if len(set(out)) != len(out):
         raise ConfigError(f"--seeds {text!r} names a seed more than once")

@@ -5,7 +5,7 @@ of the middle 50% of all runs pooled), and percentile intervals of each over boo
 samples that resample the runs of every task on their own.
 
 numpy only: rliable 1.2 does not run with pandas 3 and arch 7, nor with arch 8
-(tests/test_sweep_score.py checks this against rliable where rliable runs).
+(tests/test_sweep.py checks the aggregates against numpy and scipy's trim_mean).
 """
 
 from __future__ import annotations
