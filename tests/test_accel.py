@@ -1,5 +1,8 @@
 """The fast update paths (torch.compile, bf16 autocast) agree with the plain eager one."""
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -154,3 +157,27 @@ def test_a_real_error_in_a_compiled_method_is_not_hidden():
     compile_marked(module, backend="eager")
     with pytest.raises(RuntimeError):
         module.run(torch.ones(3))
+
+
+def test_a_learner_keeps_inductor_kernels_in_reverie_cache(tmp_path):
+    """Inductor fixes its cache folder the first time anything imports torch._dynamo (the
+    optimiser does): the learner must choose reverie's folder before that, and importing
+    the trainer must not import torch._dynamo at all."""
+    code = (
+        "import os, sys\n"
+        "import reverie.trainer\n"
+        "assert 'torch._dynamo' not in sys.modules, 'importing the trainer imported dynamo'\n"
+        "from reverie.agent import Agent\n"
+        "from reverie.config import make_config\n"
+        "from reverie.specs import ActSpec, ObsSpec\n"
+        "cfg = make_config(['run.compile=off'])\n"
+        "Agent(ObsSpec({'vector': 4}, {}), ActSpec(True, 2), cfg, 'cpu').opt\n"
+        "print(os.environ['TORCHINDUCTOR_CACHE_DIR'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == str(tmp_path / "reverie" / "inductor")

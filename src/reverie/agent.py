@@ -15,7 +15,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from reverie.accel import compile_marked, resolve_compile, resolve_precision
+from reverie.accel import (
+    compile_marked,
+    resolve_compile,
+    resolve_precision,
+    use_persistent_cache,
+)
 from reverie.behavior import Behavior
 from reverie.config import Config, typed
 from reverie.optim import make_optimizer
@@ -72,6 +77,10 @@ class Agent(nn.Module):
         comm: Comm | None = None,
     ):
         super().__init__()
+        if learner:
+            # before anything imports torch._dynamo (the optimiser does), which fixes
+            # Inductor's cache folder for the process
+            use_persistent_cache()
         cfg = typed(cfg)
         self.cfg, self.obs_spec, self.act_spec = cfg, obs_spec, act_spec
         self.device = torch.device(device)

@@ -262,12 +262,10 @@ class GlobalReturnNormalizer(ReturnNormalizer):
 
     def __init__(self, decay: float, low: float, high: float, limit: float, comm: Comm):
         super().__init__(decay, low, high, limit)
-        self.comm = comm
+        # a collective: the compiled imagination loss breaks its graph here. Wrapped here,
+        # not at import, since torch.compiler.disable imports torch._dynamo (slow, and it
+        # fixes Inductor's cache folder before reverie.accel can choose it)
+        self.gather = torch.compiler.disable(comm.gather_flat)
 
     def update(self, ret: Tensor) -> None:
-        super().update(_gathered(self.comm, ret.detach().float()))  # ret (H, N) per rank
-
-
-@torch.compiler.disable  # a collective: the compiled imagination loss breaks its graph here
-def _gathered(comm: Comm, x: Tensor) -> Tensor:
-    return comm.gather_flat(x)
+        super().update(self.gather(ret.detach().float()))  # ret (H, N) per rank
