@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from reverie.sweep import published
-from reverie.viz.plot import _pyplot, _short, aggregate, load_run, smooth
+from reverie.viz.plot import (
+    _pyplot,
+    aggregate,
+    load_run,
+    panel_grid,
+    save_panels,
+    smooth,
+    style_return_axes,
+)
 
 WINDOW = 10  # episodes in the moving average of a run's returns
 
@@ -17,19 +25,10 @@ WINDOW = 10  # episodes in the moving average of a run's returns
 def plot_sweep(root: str | Path, result: dict[str, Any], out: str | Path) -> Path:
     rows = [(suite, row) for suite, entry in result["suites"].items() for row in entry["tasks"]]
     plt = _pyplot()
-    cols = min(3, len(rows))
-    lines = -(-len(rows) // cols)
-    fig, axes = plt.subplots(lines, cols, figsize=(5.2 * cols, 3.6 * lines), squeeze=False)
+    fig, axes = panel_grid(plt, len(rows))
     for ax, (suite, row) in zip(axes.flat, rows):
         _panel(ax, Path(root), suite, row, int(result["steps"]))
-    for ax in list(axes.flat)[len(rows) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_panels(plt, fig, axes, len(rows), out)
 
 
 def _panel(ax: Any, root: Path, suite: str, row: dict[str, Any], budget: int) -> None:
@@ -58,9 +57,4 @@ def _panel(ax: Any, root: Path, suite: str, row: dict[str, Any], budget: int) ->
                     label="DreamerV3 curve (score files)",
                 )
     ax.axvline(budget, color="0.6", lw=0.8)
-    ax.set_title(row["group"], fontsize=10)
-    ax.set_xlabel("env steps")
-    ax.xaxis.set_major_formatter(lambda x, _: _short(x) if x else "0")
-    ax.set_ylabel("return")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    style_return_axes(ax, row["group"])

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -225,6 +226,36 @@ def _pyplot():
     return plt
 
 
+def panel_grid(plt, panels: int) -> tuple[Any, np.ndarray]:
+    """A figure of up to 3 panels a row for `panels` panels, and its axes (rows, cols)."""
+    cols = min(3, panels)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    return fig, axes
+
+
+def style_return_axes(ax: Any, title: str) -> None:
+    """Title, env-step x axis, return y axis, grid and legend of one return panel."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("env steps")
+    ax.xaxis.set_major_formatter(lambda x, _: _short(x) if x else "0")
+    ax.set_ylabel("return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
+def save_panels(plt, fig: Any, axes: np.ndarray, used: int, out: str | Path) -> Path:
+    """Hide the unused panels, write the figure to `out` (its folder made), close it."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def plot_runs(
     logdirs: Sequence[str | Path],
     out: str | Path,
@@ -248,9 +279,7 @@ def plot_runs(
 
     plt = _pyplot()
     n = len(groups)
-    cols = min(3, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = panel_grid(plt, n)
     summary: dict = {}
     for ax, (name, members) in zip(axes.flat, groups.items()):
         info: dict[str, float] = {"runs": len(members), "steps": max(r.last_step for r in members)}
@@ -284,20 +313,9 @@ def plot_runs(
                 va="bottom",
             )
             info["reference"] = ref.value
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("env steps")
-        ax.xaxis.set_major_formatter(lambda x, _: _short(x) if x else "0")
-        ax.set_ylabel("return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        style_return_axes(ax, name)
         summary[name] = info
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    out = save_panels(plt, fig, axes, n, out)
     paths = {"returns": out}
 
     crafter = {name: m for name, m in groups.items() if any(r.achievements for r in m)}
