@@ -2,6 +2,7 @@
 #   make train   install into .venv and train the default agent (CartPole)
 #   make test    install into .venv (with test tools) and run lint + the test suite
 VENV ?= .venv
+WARMUP ?= 1
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
@@ -14,6 +15,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
 	# the env suites that install here, so that their tests run rather than skip
 	$(PY) -m pip install -e '.[test,all-envs]'
+	# compile the default run's update once (about 2-3 minutes on 2 cores), so that the
+	# first `make train` finds its kernels in Inductor's cache (~/.cache/reverie/inductor);
+	# WARMUP=0 skips it. A failure here only means the first run compiles itself.
+	if [ "$(WARMUP)" != 0 ]; then rm -rf $(VENV)/warmup; \
+	  $(VENV)/bin/reverie train --logdir $(VENV)/warmup --steps 1025 run.progress=false \
+	    run.tensorboard=false run.eval_every=0 run.log_every=0 >/dev/null \
+	    || echo "compile warm-up failed: the first run compiles instead"; \
+	  rm -rf $(VENV)/warmup; fi
 	touch $@
 
 install: $(VENV)/.installed
