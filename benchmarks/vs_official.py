@@ -266,11 +266,13 @@ def summarize(run: dict, window: int = 10) -> dict:
     train = run["train"]
     steps = max([s for s, _ in run["episodes"]] + [p["step"] for p in train] + [0])
     updates = max([p["updates"] for p in train] + [0])
-    rate = float("nan")
+    rate = env_rate = float("nan")
     timed = [p for p in train if p["updates"] > 0]
     if len(timed) >= 2 and timed[-1]["wall"] > timed[0]["wall"]:
-        # steady rate between the first and last logged lines that had trained
-        rate = (timed[-1]["updates"] - timed[0]["updates"]) / (timed[-1]["wall"] - timed[0]["wall"])
+        # steady rates between the first and last logged lines that had trained
+        span = timed[-1]["wall"] - timed[0]["wall"]
+        rate = (timed[-1]["updates"] - timed[0]["updates"]) / span
+        env_rate = (timed[-1]["step"] - timed[0]["step"]) / span
     logged = [p["updates_per_s"] for p in timed[1:] if p.get("updates_per_s")]
     return {
         "episodes": len(rets),
@@ -279,6 +281,7 @@ def summarize(run: dict, window: int = 10) -> dict:
         "env_steps": steps,
         "updates": updates,
         "updates_per_s": rate,
+        "env_steps_per_s": env_rate,
         "logged_updates_per_s": sum(logged) / len(logged) if logged else float("nan"),
         "wall": run.get("wall", float("nan")),
     }
@@ -468,8 +471,8 @@ def write_outputs(data: dict, out: Path, smooth: int = 5) -> None:
 
     rows_md = [
         "| code | seed | final return (last 10) | best mean of 10 | episodes | env steps "
-        "| updates | updates/s | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| updates | updates/s | env steps/s | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for code in CODES:
         for seed, run in sorted(data["runs"].get(code, {}).items(), key=lambda x: int(x[0])):
@@ -477,12 +480,13 @@ def write_outputs(data: dict, out: Path, smooth: int = 5) -> None:
             rows_md.append(
                 f"| {code} | {seed} | {s['final_return']:.1f} | {s['best_mean10']:.1f} "
                 f"| {s['episodes']} | {s['env_steps']} | {s['updates']:.0f} "
-                f"| {s['updates_per_s']:.2f} | {s['wall']:.0f} |"
+                f"| {s['updates_per_s']:.2f} | {s['env_steps_per_s']:.2f} | {s['wall']:.0f} |"
             )
     text = f"# {title}\n\n" + "\n".join(rows_md) + "\n"
     text += (
-        "\nupdates/s: the rate between the first and last logged train lines after training "
-        "began (compilation excluded); the official side runs JAX on CPU in float32.\n"
+        "\nupdates/s and env steps/s: the rates between the first and last logged train lines "
+        "after training began (compilation excluded), acting and env steps included; the "
+        "official side runs JAX on CPU in float32.\n"
     )
     text += "\n" + band_check(data, smooth) + "\n"
     (out / "table.md").write_text(text)

@@ -173,6 +173,12 @@ def learner_threads(setting: int, env_workers: int, ranks_per_host: int = 1) -> 
 
 def describe(compiled: bool, precision: torch.dtype | None) -> str:
     """One line for the console: how the update runs and how to change it."""
-    how = "compiled (the first update compiles, about a minute)" if compiled else "eager"
+    # 1m on 2 cores: about 3.5 minutes with an empty cache, 12 s with a warm one
+    # (benchmarks/cold_start.py); the cache is keyed on the learner's thread count
+    how = (
+        "compiled (the first update compiles: minutes, or seconds from the cache)"
+        if compiled
+        else "eager"
+    )
     dtype = "bf16 matmuls" if precision == torch.bfloat16 else "fp32"
     return f"update {how}, {dtype} (run.compile=auto|on|off, run.precision=auto|fp32|bf16)"
