@@ -36,6 +36,7 @@ import time
 import numpy as np
 import torch
 
+from reverie.accel import cpu_kind
 from reverie.perf import tune_malloc
 
 # fp32 peak of the 2-core benchmark machines (AVX-512 FMA, measured with a 2048^3 matmul);
@@ -121,7 +122,7 @@ def measure(
     return {
         "size": size,
         "kind": kind,
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else cpu_kind(),
         "threads": threads,
         "params_m": agent.param_count()["total"] / 1e6,
         "compiled": bool(agent.compiled),
@@ -305,6 +306,7 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
 
+    print(f"machine: {cpu_kind()}; torch {torch.__version__}", flush=True)
     results = []
     for size in args.sizes:
         for kind in args.kinds:

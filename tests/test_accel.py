@@ -40,20 +40,8 @@ def updated(*overrides: str, updates: int = 2):
     return agent, losses, params
 
 
-@pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
-def test_compiled_update_matches_eager():
-    eager, eager_losses, eager_params = updated("run.compile=off")
-    fast, fast_losses, fast_params = updated("run.compile=on")
-    assert fast.compiled and not eager.compiled
-    # compiled functions are not submodules: checkpoints of both paths have the same keys
-    assert fast.state_dict().keys() == eager.state_dict().keys()
-    for a, b in zip(eager_losses, fast_losses):
-        assert a.keys() == b.keys()
-        for key in a:
-            assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-4), key
-    # the same seed gives the same samples on both paths, so the parameters agree closely
-    assert torch.allclose(eager_params, fast_params, atol=1e-5)
-    assert not torch.equal(eager_params, updated("run.compile=off", updates=1)[2])
+# the compiled update against the eager one: tests/test_default_path.py, at the default
+# size and precision, whose kernels make install's warm-up has compiled
 
 
 @pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")

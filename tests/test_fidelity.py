@@ -6,7 +6,9 @@ figures computed by the official code itself are checked in test_official_parity
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -171,14 +173,31 @@ def test_training_starts_after_one_batch_of_replay_steps(tmp_path):
 
 
 # ------------------------------------------------------------ 7. continue and discount
+def con_loss_target(agent: Agent) -> tuple[torch.Tensor, torch.Tensor]:
+    """The target the world model's continue loss pulls toward, read off its gradient, and
+    is_terminal (B, T): for a Bernoulli, d(-log p(target)) / d logit = sigmoid(logit) - target."""
+    logits = []
+    hook = agent.wm.cont_out.register_forward_hook(lambda module, inp, out: logits.append(out))
+    try:
+        losses, seq, _ = wm_forward(agent, terminal_at=5)
+    finally:
+        hook.remove()
+    (logit,) = logits  # the loss reads the continue head once: (B, T, 1)
+    grad = torch.autograd.grad(losses["con"].sum(), logit)[0]
+    return (torch.sigmoid(logit) - grad).squeeze(-1).detach(), seq["is_terminal"]
+
+
 def test_continue_target_carries_the_discount():
-    agent = make(tiny_config())
-    losses, seq, feat = wm_forward(agent, terminal_at=5)
-    target = (1.0 - seq["is_terminal"].float()) * (1 - 1 / 333)
-    expected = -agent.wm.cont(feat).log_prob(target)
-    torch.testing.assert_close(losses["con"], expected)
-    old = make(tiny_config("behavior.contdisc=false"))
-    assert old.wm.cont_target_scale == 1.0
+    # the official code's targets for a non-terminal and a terminal step (horizon 333)
+    ref = json.loads((Path(__file__).parent / "fixtures/official_parity.json").read_text())
+    official = dict(zip(ref["contdisc"]["is_terminal"], ref["contdisc"]["con"]))
+    target, is_terminal = con_loss_target(make(tiny_config()))
+    assert is_terminal.any() and not is_terminal.all()
+    expected = torch.where(is_terminal, official[True], official[False])
+    torch.testing.assert_close(target, expected, rtol=0, atol=1e-6)
+    # the 2023 form: the plain continue flag
+    target, is_terminal = con_loss_target(make(tiny_config("behavior.contdisc=false")))
+    torch.testing.assert_close(target, (~is_terminal).float(), rtol=0, atol=1e-6)
 
 
 def test_imagination_discounts_by_continue_probabilities():

@@ -432,24 +432,52 @@ def test_a_real_process_ends_the_same(run_dir, tmp_path, capsys):
     assert snapshot(run_dir) == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through any permission bits")
-def test_an_unwritable_logdir_is_refused(run_dir, tmp_path, capsys):
-    run = tmp_path / "run"
-    shutil.copytree(run_dir, run)
-    parent = tmp_path / "locked"
-    parent.mkdir()
-    for path in (run, parent):
-        path.chmod(0o500)
+@pytest.fixture
+def lockable(tmp_path):
+    """A folder to fill, and `lock()`, after which no one may write below it: by permission
+    bits for a user, and for root (whom they do not stop; CI runs as root) by remounting a
+    tmpfs read-only."""
+    root = tmp_path / "locked"
+    root.mkdir()
+    as_root = os.geteuid() == 0
+    if as_root:
+        made = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(root)],
+            capture_output=True,
+            text=True,
+        )
+        assert made.returncode == 0, f"root could not mount a tmpfs: {made.stderr}"
+
+    def lock() -> None:
+        if as_root:
+            ro = subprocess.run(["mount", "-o", "remount,ro", str(root)], capture_output=True)
+            assert ro.returncode == 0, ro.stderr
+        else:
+            for path in [root, *root.iterdir()]:
+                path.chmod(0o500)
+
     try:
-        before = snapshot(run)
-        for logdir in (run, parent / "new"):
-            argv = ["train", "--logdir", str(logdir), "--steps", "40", *BASE]
-            line = check_one_error(capsys, argv)
-            assert "not writable" in line and "pick a new --logdir" in line
-        assert snapshot(run) == before and os.listdir(parent) == []
+        yield root, lock
     finally:
-        for path in (run, parent):
-            path.chmod(0o700)
+        if as_root:
+            subprocess.run(["umount", "-l", str(root)], capture_output=True)
+        else:
+            for path in [root, *root.iterdir()]:
+                path.chmod(0o700)
+
+
+def test_an_unwritable_logdir_is_refused(run_dir, lockable, capsys):
+    root, lock = lockable
+    run, empty = root / "run", root / "empty"
+    shutil.copytree(run_dir, run)
+    empty.mkdir()
+    lock()
+    before = snapshot(run)
+    for logdir in (run, empty / "new"):
+        argv = ["train", "--logdir", str(logdir), "--steps", "40", *BASE]
+        line = check_one_error(capsys, argv)
+        assert "not writable" in line and "pick a new --logdir" in line
+    assert snapshot(run) == before and os.listdir(empty) == []
 
 
 def test_an_env_kwarg_the_env_does_not_take(tmp_path, capsys):

@@ -18,9 +18,10 @@ import torch
 from reverie import distributions as D
 from reverie.behavior import Behavior, ReturnNormalizer, lambda_return, replay_lambda_return
 from reverie.config import make_config, typed
-from reverie.nets import init_linear_
+from reverie.nets import BlockLinear, conv, linear
 from reverie.optim import LaProp
-from reverie.specs import ActSpec
+from reverie.specs import ActSpec, ObsSpec
+from reverie.world_model import WorldModel, kl_losses
 
 OFFICIAL = json.loads((Path(__file__).parent / "fixtures/official_parity.json").read_text())
 
@@ -92,9 +93,13 @@ def test_contdisc_weights_and_returns():
 
 
 def test_continue_target():
+    """The world model's continue target under the default config, whose horizon is the
+    official one, for the official inputs."""
     ref = OFFICIAL["contdisc"]
-    scale = 1.0 - 1.0 / ref["horizon"]
-    ours = (1.0 - t(ref["is_terminal"], torch.float32)) * scale
+    cfg = typed(make_config([]))
+    assert cfg.behavior.contdisc and cfg.behavior.discount_horizon == ref["horizon"]
+    wm = WorldModel(ObsSpec({"vector": 2}, {}), 2, cfg)
+    ours = wm.cont_target(t(ref["is_terminal"], torch.bool))
     torch.testing.assert_close(ours, t(ref["con"]), rtol=1e-7, atol=1e-7)
 
 
@@ -140,28 +145,29 @@ def test_laprop_with_agc_steps(name):
 
 
 # ---------------------------------------------------------------- initialisation
-def torch_shape(case: dict) -> tuple[tuple[int, ...], int | None]:
-    """The official kernel shape as reverie stores it, and a fan_in to pass if needed."""
-    shape = case["shape"]
-    if case["module"] == "Linear":  # (in, out) -> (out, in)
-        return (shape[1], shape[0]), None
-    if case["module"] == "Conv2D":  # (k, k, in, out) -> (out, in, k, k)
-        return (shape[3], shape[2], shape[0], shape[1]), None
-    blocks, inp, _ = shape  # BlockLinear (G, in/G, out/G), stored alike; fan_in: all inputs
-    return tuple(shape), blocks * inp
+def build_layer(case: dict) -> torch.Tensor:
+    """The official case's layer as reverie's constructors build it (they pick the fan_in);
+    its weight, checked to hold the official kernel in reverie's layout."""
+    shape, outscale = case["shape"], case["outscale"]
+    if case["module"] == "Linear":  # kernel (in, out); reverie's weight (out, in)
+        weight = linear(shape[0], shape[1], outscale=outscale).weight
+        assert weight.shape == (shape[1], shape[0])
+    elif case["module"] == "Conv2D":  # kernel (k, k, in, out); reverie's (out, in, k, k)
+        weight = conv(shape[2], shape[3], shape[0], outscale=outscale).weight
+        assert weight.shape == (shape[3], shape[2], shape[0], shape[1])
+    else:  # BlockLinear kernel (G, in/G, out/G), stored alike
+        assert case["module"] == "BlockLinear" and outscale == 1.0
+        blocks, inp, out = shape
+        weight = BlockLinear(blocks * inp, blocks * out, blocks).weight
+        assert weight.shape == tuple(shape)
+    return weight.detach()
 
 
 @pytest.mark.parametrize("case", OFFICIAL["init_std"]["cases"], ids=lambda c: str(c["shape"]))
 def test_init_std_per_layer_shape(case):
-    shape, fan_in = torch_shape(case)
-    reps = max(1, math.ceil(2_000_000 / math.prod(shape)))
+    reps = max(1, math.ceil(2_000_000 / math.prod(case["shape"])))
     torch.manual_seed(0)
-    samples = []
-    for _ in range(reps):
-        w = torch.empty(shape)
-        init_linear_(w, case["outscale"], fan_in)
-        samples.append(w.flatten())
-    sample = torch.cat(samples).double()
+    sample = torch.cat([build_layer(case).flatten() for _ in range(reps)]).double()
     assert sample.std().item() == pytest.approx(case["empirical_std"], rel=0.01)
     assert sample.std().item() == pytest.approx(case["analytic_std"], rel=0.01)
     # truncated at 2 std of the underlying normal, as jax.random.truncated_normal(-2, 2)
@@ -172,12 +178,27 @@ def test_init_std_per_layer_shape(case):
 
 # ------------------------------------------------------------------ KL, free bits
 def test_kl_with_free_bits():
+    """The world model's dyn and rep losses (`kl_losses`, as `heads_loss` calls it under
+    the default config, whose unimix and free nats are the official ones)."""
     ref = OFFICIAL["kl_free_bits"]
-    post_lp = torch.log(D.unimix_probs(t(ref["post_logits"]), ref["unimix"]))
-    prior_lp = torch.log(D.unimix_probs(t(ref["prior_logits"]), ref["unimix"]))
-    kl = D.categorical_kl(post_lp, prior_lp)  # (B, 32)
-    torch.testing.assert_close(kl, t(ref["kl_per_latent"]), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(kl.sum(-1), t(ref["dyn_noclip"]), rtol=1e-5, atol=1e-5)
-    clipped = kl.sum(-1).clamp(min=ref["free_nats"])
-    torch.testing.assert_close(clipped, t(ref["dyn"]), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(clipped, t(ref["rep"]), rtol=1e-5, atol=1e-5)
+    cfg = typed(make_config([]))
+    assert cfg.model.unimix == ref["unimix"] and cfg.loss.free_nats == ref["free_nats"]
+    assert cfg.ablation.free_bits
+    post = t(ref["post_logits"]).requires_grad_()  # (B, 32 latents, 4 classes)
+    prior = t(ref["prior_logits"]).requires_grad_()
+    dyn, rep = kl_losses(post, prior, cfg.model.unimix, cfg.loss.free_nats)  # (B,)
+    torch.testing.assert_close(dyn, t(ref["dyn"]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rep, t(ref["rep"]), rtol=1e-5, atol=1e-5)
+    # without free bits: the sums over latents, and each latent's own as a one-latent state
+    dyn, rep = kl_losses(post, prior, cfg.model.unimix, None)
+    torch.testing.assert_close(dyn, t(ref["dyn_noclip"]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rep, t(ref["rep_noclip"]), rtol=1e-5, atol=1e-5)
+    per_latent, _ = kl_losses(post[:, :, None], prior[:, :, None], cfg.model.unimix, None)
+    torch.testing.assert_close(per_latent, t(ref["kl_per_latent"]), rtol=1e-5, atol=1e-6)
+    # equal in value, they differ in where the gradient goes: dyn trains the prior only,
+    # rep the posterior only
+    dyn, rep = kl_losses(post, prior, cfg.model.unimix, None)
+    for loss, moved, kept in ((dyn, prior, post), (rep, post, prior)):
+        grads = torch.autograd.grad(loss.sum(), [moved, kept], allow_unused=True)
+        assert grads[0] is not None and grads[0].abs().sum() > 0
+        assert grads[1] is None

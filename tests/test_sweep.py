@@ -395,7 +395,8 @@ def test_a_cell_failing_on_its_input_is_reported_and_not_retried(tmp_path, capsy
 
 
 def test_the_submitit_local_executor_runs_the_cells(tmp_path):
-    pytest.importorskip("submitit")
+    import submitit  # noqa: F401 - the test extra has it; the executor needs it
+
     root = tmp_path / "root"
     argv = sweep_argv(root, "--tasks", CARTPOLE, "--steps", "100", "--executor", "submitit-local")
     # in a process of its own: submitit's local jobs rewire the standard streams, which
@@ -415,7 +416,8 @@ def test_the_submitit_local_executor_runs_the_cells(tmp_path):
 
 # ---------------------------------------------------------------- statistics
 def test_aggregates_on_known_scores():
-    scipy_stats = pytest.importorskip("scipy.stats")
+    from scipy import stats as scipy_stats
+
     rng = np.random.default_rng(0)
     scores = [[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0], [5.0]]
     means = [np.mean(t) for t in scores]

@@ -3,11 +3,7 @@ logdir kept across resumes."""
 
 from __future__ import annotations
 
-import pytest
-
 from .conftest import TINY, train_tiny
-
-pytest.importorskip("wandb")
 
 IMAGE_ENV = "gym:fake_envs:fake_envs/Image-v0"
 

@@ -33,6 +33,25 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def cpu_kind() -> str:
+    """The CPU as benchmarks name it: model, cores this process may use, and its widest
+    vector and bf16 instructions (figures from two kinds are never one figure)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    model = next((x.split(":", 1)[1].strip() for x in info.splitlines() if "model name" in x), "")
+    flags = set(
+        next((x.split(":", 1)[1].split() for x in info.splitlines() if x.startswith("flags")), [])
+    )
+    widths = {"avx512f": "AVX512", "avx2": "AVX2", "avx": "AVX"}
+    vector = next((name for flag, name in widths.items() if flag in flags), "no AVX")
+    bf16 = [f.upper() for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    kind = f"{vector} + {' + '.join(bf16)}" if bf16 else f"{vector}, no native bf16"
+    return f"{model or 'unknown CPU'}, {cores} cores, {kind}"
+
+
 def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `run.precision` on `device`, or None for fp32."""
     if setting == "fp32":
@@ -171,14 +190,15 @@ def learner_threads(setting: int, env_workers: int, ranks_per_host: int = 1) -> 
     return max(1, (cores or 1) // max(1, ranks_per_host) - env_workers)
 
 
-def describe(compiled: bool, precision: torch.dtype | None) -> str:
-    """One line for the console: how the update runs and how to change it."""
-    # 1m on 2 cores: about 3.5 minutes with an empty cache, 12 s with a warm one
-    # (benchmarks/cold_start.py); the cache is keyed on the learner's thread count
+def describe(compiled: bool, precision: torch.dtype | None, setting: str = "auto") -> str:
+    """One line for the console: how the update runs, why where it is not compiled by
+    default, and how to change it."""
     how = (
         "compiled (the first update compiles: minutes, or seconds from the cache)"
         if compiled
         else "eager"
     )
+    if not compiled and setting == "auto" and sys.platform != "win32" and not cxx_compiler():
+        how += " (torch.compile needs a C++ compiler and found none: install g++ to compile)"
     dtype = "bf16 matmuls" if precision == torch.bfloat16 else "fp32"
     return f"update {how}, {dtype} (run.compile=auto|on|off, run.precision=auto|fp32|bf16)"

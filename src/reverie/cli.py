@@ -4,10 +4,12 @@ commands `sweep`, `reproduce`, `score` (reverie.sweep)."""
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from reverie.interrupts import Interrupted, InterruptGuard
 
 if TYPE_CHECKING:
     pass
@@ -196,7 +198,6 @@ def cmd_train(args) -> int:
         overrides=args.overrides,
         **keys,
     )
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # save a checkpoint on `kill` too
     main_rank = agent.trainer.world.main  # a torchrun job's rank 0 speaks for all
     params = agent.agent.param_count()
     if main_rank:
@@ -206,9 +207,12 @@ def cmd_train(args) -> int:
             file=sys.stderr,
         )
     try:
-        summary = agent.learn(agent.cfg.run.steps)
-    finally:
-        agent.close()
+        try:
+            summary = agent.learn(agent.cfg.run.steps)
+        finally:
+            agent.close()
+    except KeyboardInterrupt as e:  # one that came while closing names the last save too
+        raise e if isinstance(e, Interrupted) else Interrupted(agent.trainer.last_saved) from None
     if not main_rank:
         return 0
     print(
@@ -217,10 +221,6 @@ def cmd_train(args) -> int:
         f"{summary['wall_time']:.0f}s; checkpoint {summary['checkpoint']}"
     )
     return 0
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _progress(label: str, total: int | None, unit: str = ""):
@@ -575,18 +575,33 @@ def main(argv: list[str] | None = None) -> int:
         "reproduce": cmd_reproduce,
         "score": cmd_score,
     }[args.command]
-    try:
-        return handler(args)
-    except _user_errors() as e:
-        message = " ".join(str(e).split("\n"))  # one line, whatever the message holds
-        print(f"reverie: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "reverie: interrupted; rerun the same command to resume from the last checkpoint",
-            file=sys.stderr,
+    # train: Ctrl-C or SIGTERM saves a checkpoint, and no further one can break that save
+    # or this line (the handlers stay ignoring once one came: the process is ending)
+    guard = InterruptGuard(keep_after_signal=True) if args.command == "train" else nullcontext()
+    with guard:
+        try:
+            return handler(args)
+        except _user_errors() as e:
+            message = " ".join(str(e).split("\n"))  # one line, whatever the message holds
+            print(f"reverie: error: {message}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as e:
+            print(f"reverie: {interrupted_line(e)}", file=sys.stderr)
+            return 130
+
+
+def interrupted_line(e: KeyboardInterrupt) -> str:
+    """What an interrupted command leaves, in one line."""
+    saved = e.saved if isinstance(e, Interrupted) else None
+    if saved is not None:
+        step, path = saved
+        return (
+            f"interrupted; saved a checkpoint at env step {step} ({path}); "
+            "rerun the same command to resume from it"
         )
-        return 130
+    if isinstance(e, Interrupted):
+        return "interrupted; no checkpoint was saved on this process"
+    return "interrupted before training began; nothing new was saved"
 
 
 if __name__ == "__main__":

@@ -9,12 +9,10 @@ logs (docs/distributed.md)."""
 from __future__ import annotations
 
 import random
-import signal
 import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from reverie.envs.checks import EnvContractError, nonfinite_keys
 from reverie.envs.custom import EnvFactory
 from reverie.envs.episode_stats import EpisodeStats, EpisodeTracker, info_at
 from reverie.files import DiskFullError, atomic_write, pause_for_test, remove_stale_temps
+from reverie.interrupts import Interrupted, InterruptGuard
 from reverie.lock import LogdirInUseError, LogdirLock
 from reverie.logger import Logger, MetricsMean, NullLogger, Progress
 from reverie.perf import tune_malloc
@@ -119,7 +118,7 @@ class Trainer:
             raise
         if self.world.main:
             print(f"reverie: {size_note(self.cfg)}", file=sys.stderr)
-            how = describe(bool(self.agent.compiled), self.agent.precision)
+            how = describe(bool(self.agent.compiled), self.agent.precision, self.cfg.run.compile)
             print(f"reverie: {how}", file=sys.stderr)
 
     def _lock_logdir(self) -> None:
@@ -177,6 +176,7 @@ class Trainer:
         self.episode_stats = EpisodeStats()  # Crafter achievements
         self.metrics = MetricsMean()
         self.interrupted = False  # a job's SIGINT/SIGTERM, acted on by all ranks together
+        self.last_saved: tuple[int, Path] | None = None  # (env step, path) of this process
         self.stop_all = False  # a job's agreed stop (`_checkpoint_due`)
         self.logger: Logger | None = None
         self.callbacks: list[Callback] = []
@@ -250,7 +250,9 @@ class Trainer:
         }
         if self.world.active:
             state.update(world_size=self.world.size, ranks=ranks)
-        return checkpoint.save(self.logdir, state)
+        path = checkpoint.save(self.logdir, state)
+        self.last_saved = (self.step, path)
+        return path
 
     def _rank_state(self) -> dict[str, Any]:
         """What each rank holds of its own: replay sampler, episodes, random states."""
@@ -281,44 +283,51 @@ class Trainer:
         log_clock, ckpt_clock = Every(rc.log_every, start), Every(rc.checkpoint_every, start)
         tracker = EpisodeTracker(self.cfg.env.num_envs)
         incoming, state = self.reset_envs(), None
-        restore_signals = self._flag_signals()
-        try:
-            while self.step < total and not self._stopping():
-                action, state = self.agent.policy(
-                    {**incoming.obs, "is_first": incoming.is_first}, state
-                )
-                self.store(incoming, action, state)
-                self.send_actions(action)  # env workers step while the learner updates
-                self.step += self.cfg.env.num_envs * self.world.size  # all ranks' env steps
-                self.update()  # reads only what replay held before this step: same result
-                incoming = self.receive(incoming, tracker)
-                now = time.time()
-                if log_clock(now):
-                    self._log_train(log_speed.read(now, self.step, self.updates))
-                if self.eval_clock(self.step) and self.world.main:
-                    self.logger.write(self.step, self.evaluate(rc.eval_episodes))
-                if self.dream_clock(self.step) and self.world.main:
-                    self._dream()
-                if self._checkpoint_due(ckpt_clock, now):
-                    self._hook("on_checkpoint", self.save())
-                self._hook("on_step")
-                progress.update(self.step, self._progress_info(run_speed))
-            if self.interrupted:
-                raise KeyboardInterrupt  # a job's interrupt: all ranks saved together above
-        except (KeyboardInterrupt, EnvContractError):
-            # Ctrl-C, SIGTERM (see cli) or a broken env: keep what was learned. A job's
-            # checkpoint takes every rank, which one rank's error cannot wait for: there
-            # the last checkpoint stands
-            if not self.world.active:
-                self.save()
-            raise
-        except DiskFullError:
-            if not self.world.active:
-                self._save_what_fits()
-            raise
-        finally:
-            restore_signals()
-            progress.close()
+        # the first SIGINT/SIGTERM stops the loop (alone: at once, by KeyboardInterrupt; in a
+        # job: at the next step, all ranks together); later ones cannot interrupt the save
+        with InterruptGuard(raise_first=not self.world.active) as signals:
+            try:
+                while self.step < total and not self._stopping():
+                    action, state = self.agent.policy(
+                        {**incoming.obs, "is_first": incoming.is_first}, state
+                    )
+                    self.store(incoming, action, state)
+                    self.send_actions(action)  # env workers step while the learner updates
+                    self.step += self.cfg.env.num_envs * self.world.size  # all ranks' env steps
+                    self.update()  # reads only what replay held before this step: same result
+                    incoming = self.receive(incoming, tracker)
+                    now = time.time()
+                    if log_clock(now):
+                        self._log_train(log_speed.read(now, self.step, self.updates))
+                    if self.eval_clock(self.step) and self.world.main:
+                        self.logger.write(self.step, self.evaluate(rc.eval_episodes))
+                    if self.dream_clock(self.step) and self.world.main:
+                        self._dream()
+                    self.interrupted = self.interrupted or signals.received
+                    if self._checkpoint_due(ckpt_clock, now):
+                        self._hook("on_checkpoint", self.save())
+                    self._hook("on_step")
+                    progress.update(self.step, self._progress_info(run_speed))
+                if self.interrupted:
+                    raise Interrupted(self.last_saved)  # a job's: all ranks saved together above
+            except Interrupted:
+                raise
+            except KeyboardInterrupt:
+                if not self.world.active:
+                    self.save()
+                raise Interrupted(self.last_saved) from None
+            except EnvContractError:
+                # a broken env: keep what was learned. A job's checkpoint takes every rank,
+                # which one rank's error cannot wait for: there the last checkpoint stands
+                if not self.world.active:
+                    self.save()
+                raise
+            except DiskFullError:
+                if not self.world.active:
+                    self._save_what_fits()
+                raise
+            finally:
+                progress.close()
         self._log_train(log_speed.read(time.time(), self.step, self.updates))
         path = self.save()
         self.logger.flush()
@@ -350,24 +359,6 @@ class Trainer:
         self.interrupted = bool(interrupted)
         self.stop_all = bool(stop or interrupted)
         return bool(due or interrupted)  # an interrupt saves first
-
-    def _flag_signals(self) -> Callable[[], None]:
-        """In a job, SIGINT and SIGTERM set a flag that all ranks act on at the same step
-        (saving together), not an exception raised wherever each rank happens to be.
-        Returns what puts the previous handlers back."""
-        if not self.world.active or threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def flag(signum: int, frame: Any) -> None:
-            self.interrupted = True
-
-        old = {sig: signal.signal(sig, flag) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-        def restore() -> None:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
-
-        return restore
 
     def _save_what_fits(self) -> None:
         """After a full disk: a new checkpoint if it still fits, else the last one stands

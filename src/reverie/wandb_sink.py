@@ -69,6 +69,12 @@ class WandbSink:
 
     def close(self) -> None:
         self.run.finish()
+        # finish() asks W&B's service process to close the run's files and returns before
+        # it has: the offline `.wandb` file could still hold only its header when `wandb
+        # sync` (or a test) read it. Tearing the service down waits for every file to
+        # close; not while another W&B run of this process still needs the service.
+        if self.wandb.run is None:
+            self.wandb.teardown()
 
 
 def frames_of(video: np.ndarray) -> np.ndarray:

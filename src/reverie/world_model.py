@@ -256,6 +256,25 @@ def _unscale_image(x: Tensor) -> Tensor:
     return x * 255.0
 
 
+def kl_losses(
+    post: Tensor, prior: Tensor, unimix: float, free_nats: float | None
+) -> tuple[Tensor, Tensor]:
+    """The dynamics and representation losses (...) from posterior and prior logits (..., S, K).
+
+    KL[post || prior] of the unimix categoricals, summed over the S latents, with the
+    gradient into the prior (dyn) or into the posterior (rep); both are clipped from below
+    at `free_nats` (free bits) unless it is None.
+    """
+    post_lp = torch.log(D.unimix_probs(post.float(), unimix))
+    prior_lp = torch.log(D.unimix_probs(prior.float(), unimix))
+    dyn = D.categorical_kl(post_lp.detach(), prior_lp).sum(-1)
+    rep = D.categorical_kl(post_lp, prior_lp.detach()).sum(-1)
+    if free_nats is not None:
+        dyn = dyn.clamp(min=free_nats)
+        rep = rep.clamp(min=free_nats)
+    return dyn, rep
+
+
 class WorldModel(nn.Module):
     compiled_methods = ("heads_loss",)
 
@@ -274,6 +293,10 @@ class WorldModel(nn.Module):
         # (1 - is_terminal) * (1 - 1/horizon), and imagination uses no separate gamma
         bc = cfg.behavior
         self.cont_target_scale = 1.0 - 1.0 / bc.discount_horizon if bc.contdisc else 1.0
+
+    def cont_target(self, is_terminal: Tensor) -> Tensor:
+        """The continue head's target: 1 - is_terminal, times the discount under contdisc."""
+        return (1.0 - is_terminal.float()) * self.cont_target_scale
 
     def cont(self, feat: Tensor) -> D.Bernoulli:
         return self.cont_head(self.cont_net(feat))
@@ -320,16 +343,9 @@ class WorldModel(nn.Module):
             losses[f"dec_{key}"] = -dist.log_prob(data[key])
         task_feat = feat if ab.task_grad else feat.detach()
         losses["rew"] = -self.reward(task_feat).log_prob(data["reward"])
-        cont = (1.0 - data["is_terminal"].float()) * self.cont_target_scale
-        losses["con"] = -self.cont(task_feat).log_prob(cont)
-        post_lp = torch.log(D.unimix_probs(post.float(), self.rssm.unimix))
-        prior_lp = torch.log(D.unimix_probs(prior.float(), self.rssm.unimix))
-        dyn = D.categorical_kl(post_lp.detach(), prior_lp).sum(-1)  # (B, T)
-        rep = D.categorical_kl(post_lp, prior_lp.detach()).sum(-1)
-        if ab.free_bits:
-            dyn = dyn.clamp(min=lc.free_nats)
-            rep = rep.clamp(min=lc.free_nats)
-        losses["dyn"], losses["rep"] = dyn, rep
+        losses["con"] = -self.cont(task_feat).log_prob(self.cont_target(data["is_terminal"]))
+        free_nats = lc.free_nats if ab.free_bits else None
+        losses["dyn"], losses["rep"] = kl_losses(post, prior, self.rssm.unimix, free_nats)
         return losses
 
 
