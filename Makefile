@@ -60,7 +60,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install torch==2.13.0
-	$(LOCK_VENV)/bin/pip install '.[test,all-envs]'
+	$(LOCK_VENV)/bin/pip install -e '.[test,all-envs]'
 	{ echo "# pip constraints for make install: written by make lock on $$(date -u +%F)"; \
 	  echo "# (torch is pinned in the Makefile, so that a CUDA build in the venv is kept)"; \
 	  $(LOCK_VENV)/bin/pip freeze --all --exclude-editable \

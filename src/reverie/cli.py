@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -577,7 +577,10 @@ def main(argv: list[str] | None = None) -> int:
     }[args.command]
     # train: Ctrl-C or SIGTERM saves a checkpoint, and no further one can break that save
     # or this line (the handlers stay ignoring once one came: the process is ending)
-    guard = InterruptGuard(keep_after_signal=True) if args.command == "train" else nullcontext()
+    train = args.command == "train"
+    guard: AbstractContextManager = (
+        InterruptGuard(keep_after_signal=True) if train else nullcontext()
+    )
     with guard:
         try:
             return handler(args)
