@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from reverie import checkpoint
+from reverie.interrupts import InterruptGuard
 
 # (signals in order, seconds between them)
 CASES = {
@@ -47,7 +48,15 @@ def start(logdir: Path, err: Path) -> subprocess.Popen:
         "run.eval_every=0",
         "run.checkpoint_every=1e9",  # no checkpoint but the one the signal asks for
     ]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err.open("w"))
+    # as from a terminal: a process started in the background (pytest-xdist's workers under
+    # CI) ignores SIGINT, which its children would inherit, and reverie keeps it ignored
+    return subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=err.open("w"), preexec_fn=default_sigint
+    )
+
+
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_training(procs: dict[str, tuple[subprocess.Popen, Path]]) -> None:
@@ -96,10 +105,16 @@ def test_repeated_signals_cannot_break_the_save(tmp_path):
                 proc.kill()
 
 
-@pytest.mark.parametrize("raise_first", [True, False])
-def test_guard_raises_once_then_counts_and_hands_its_count_outward(raise_first):
-    from reverie.interrupts import InterruptGuard
+@pytest.fixture
+def sigint_raises():
+    """SIGINT handled as in an interactive Python, whatever this process inherited."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
 
+
+@pytest.mark.parametrize("raise_first", [True, False])
+def test_guard_raises_once_then_counts_and_hands_its_count_outward(raise_first, sigint_raises):
     outer = InterruptGuard()
     with outer:
         with InterruptGuard(raise_first=raise_first) as inner:
@@ -114,3 +129,11 @@ def test_guard_raises_once_then_counts_and_hands_its_count_outward(raise_first):
         signal.raise_signal(signal.SIGTERM)
         assert outer.count == 4
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_signal_the_process_ignores_stays_ignored(sigint_raises):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a shell's background job
+    with InterruptGuard():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signal.raise_signal(signal.SIGINT)  # nothing happens
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN

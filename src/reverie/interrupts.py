@@ -52,8 +52,11 @@ class InterruptGuard:
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
-            self._old = {sig: signal.getsignal(sig) for sig in SIGNALS}
-            for sig in SIGNALS:
+            # a signal this process was started ignoring (SIGINT in a shell's background
+            # job, under nohup) stays ignored, as the shell asked
+            current = {sig: signal.getsignal(sig) for sig in SIGNALS}
+            self._old = {s: h for s, h in current.items() if h is not signal.SIG_IGN}
+            for sig in self._old:
                 signal.signal(sig, self._on_signal)
         return self
 
@@ -63,8 +66,8 @@ class InterruptGuard:
         if self.received and self.keep_after_signal:
             # ignored by the OS from here on: Python puts back the default handlers of the
             # ones it handles while it shuts down, and a signal then would kill the process
-            for sig in SIGNALS:
-                signal.signal(sig, signal.SIG_IGN)
+            for signum in self._old:
+                signal.signal(signum, signal.SIG_IGN)
             return
         outers = {getattr(h, "__self__", None) for h in self._old.values()}
         for outer in outers:
