@@ -31,23 +31,10 @@ STARTED = "reverie: training"
 
 
 def start(logdir: Path, err: Path) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "reverie.cli",
-        "train",
-        "--logdir",
-        str(logdir),
-        "--steps",
-        "1000000",
-        "run.compile=off",
-        "run.precision=fp32",
-        "run.threads=1",
-        "run.progress=false",
-        "run.tensorboard=false",
-        "run.eval_every=0",
-        "run.checkpoint_every=1e9",  # no checkpoint but the one the signal asks for
-    ]
+    cmd = [sys.executable, "-m", "reverie.cli", "train", "--logdir", str(logdir)]
+    cmd += ["--steps", "1000000", "run.compile=off", "run.precision=fp32", "run.threads=1"]
+    cmd += ["run.progress=false", "run.tensorboard=false", "run.eval_every=0"]
+    cmd += ["run.checkpoint_every=1e9"]  # no checkpoint but the one the signal asks for
     # as from a terminal: a process started in the background (pytest-xdist's workers under
     # CI) ignores SIGINT, which its children would inherit, and reverie keeps it ignored
     return subprocess.Popen(
