@@ -24,32 +24,37 @@ import torch
 from reverie.config import ConfigError
 
 
+def _cpuinfo(field: str) -> str:
+    """The first `field: value` line of Linux's /proc/cpuinfo ("" elsewhere)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((x.split(":", 1)[1].strip() for x in lines if x.startswith(field)), "")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def cpu_has_bf16() -> bool:
     """Whether the CPU has native bf16 dot products (AVX512-BF16 or AMX), read from Linux."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    flags = set(_cpuinfo("flags").split())
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def cpu_kind() -> str:
     """The CPU as benchmarks name it: model, cores this process may use, and its widest
     vector and bf16 instructions (figures from two kinds are never one figure)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        info = ""
-    model = next((x.split(":", 1)[1].strip() for x in info.splitlines() if "model name" in x), "")
-    flags = set(
-        next((x.split(":", 1)[1].split() for x in info.splitlines() if x.startswith("flags")), [])
-    )
+    flags = set(_cpuinfo("flags").split())
     widths = {"avx512f": "AVX512", "avx2": "AVX2", "avx": "AVX"}
     vector = next((name for flag, name in widths.items() if flag in flags), "no AVX")
     bf16 = [f.upper() for f in ("avx512_bf16", "amx_bf16") if f in flags]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     kind = f"{vector} + {' + '.join(bf16)}" if bf16 else f"{vector}, no native bf16"
-    return f"{model or 'unknown CPU'}, {cores} cores, {kind}"
+    return f"{_cpuinfo('model name') or 'unknown CPU'}, {usable_cores()} cores, {kind}"
 
 
 def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
@@ -186,8 +191,7 @@ def learner_threads(setting: int, env_workers: int, ranks_per_host: int = 1) -> 
     """
     if setting > 0:
         return int(setting)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, ranks_per_host) - env_workers)
+    return max(1, usable_cores() // max(1, ranks_per_host) - env_workers)
 
 
 def describe(compiled: bool, precision: torch.dtype | None, setting: str = "auto") -> str:

@@ -20,7 +20,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class Interrupted(KeyboardInterrupt):
     """A run stopped by a signal, after its checkpoint: `saved` is (env step, path), or
-    None where nothing was saved (a job's non-main rank, or a save that failed)."""
+    None on a job's ranks other than 0 (rank 0 writes the job's checkpoint)."""
 
     def __init__(self, saved: tuple[int, Path] | None):
         super().__init__()
