@@ -1,6 +1,7 @@
 # Two commands for a fresh clone:
 #   make train   install into .venv and train the default agent (CartPole)
 #   make test    install into .venv (with test tools) and run lint + the test suite
+#   make test-fast  the tests under a second each (no lint, no @pytest.mark.slow): the edit loop
 #   make lock    refresh constraints.txt to the newest releases, reinstall, run the suite
 VENV ?= .venv
 WARMUP ?= 1
@@ -10,7 +11,7 @@ CONSTRAINTS := constraints.txt
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install train test lint bench clean lock
+.PHONY: install train test test-fast lint bench clean lock
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,10 @@ lint: install
 TEST_JOBS ?= 2
 test: install lint
 	$(VENV)/bin/pytest -q -rs --durations=15 -n $(TEST_JOBS)
+
+# the fast tier: every test not marked slow (each under a second), no lint
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not slow" -n $(TEST_JOBS)
 
 bench: install
 	$(PY) benchmarks/throughput.py

@@ -1,8 +1,8 @@
 """Two or more update configurations timed in one process, their updates interleaved.
 
-The benchmark machines are shared and their speed drifts by tens of percent over
-minutes; interleaving A, B, A, B ... exposes both to the same drift, so their ratio is
-trustworthy where two separate runs are not.
+The benchmark machines are shared and their speed drifts over minutes; interleaving A, B,
+A, B ... exposes both to the same drift, so their ratio is trustworthy where two separate
+runs are not.
 
     python benchmarks/ab_update.py "run.precision=fp32" "run.precision=bf16"
     python benchmarks/ab_update.py "run.compile=off" "" --size 12m --updates 6
@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from reverie.agent import Agent
 from reverie.config import make_config
 from reverie.perf import tune_malloc
-from reverie.specs import ActSpec, ObsSpec, random_batch
+from reverie.specs import ActSpec, ObsSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/batches.py
+from tests.batches import random_batch  # noqa: E402 - test data, not in the package
 
 
 def main() -> None:

@@ -16,15 +16,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/batches.py
 
 from reverie.agent import Agent  # noqa: E402
 from reverie.config import make_config  # noqa: E402
-from reverie.specs import ActSpec, ObsSpec, random_batch  # noqa: E402
+from reverie.specs import ActSpec, ObsSpec  # noqa: E402
+from tests.batches import random_batch  # noqa: E402 - test data, not in the package
 
 PEAK_GFLOPS = float(os.environ.get("REVERIE_PEAK_GFLOPS", 190))
 

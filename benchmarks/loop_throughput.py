@@ -15,8 +15,8 @@ import statistics
 import tempfile
 import time
 
+from reverie.build import open_trainer
 from reverie.config import make_config
-from reverie.trainer import Trainer
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
         trainers = []
         for i, overrides in enumerate(args.configs):
             cfg = make_config([*base, *overrides.split()], size=args.size)
-            trainer = Trainer(cfg, f"{root}/{i}")
+            trainer = open_trainer(cfg, f"{root}/{i}")
             trainer.train(cfg.run.batch_length + cfg.replay.context + 200)  # fill, compile
             trainers.append(trainer)
         rates: list[list[tuple[float, float]]] = [[] for _ in trainers]

@@ -5,7 +5,7 @@ Replay of `--capacity` steps, samples a 16 x 65 batch every `--sample-every` ste
 training does, and prints the process RSS (VmRSS) every `--every` steps. Once the replay
 is full, RSS should stay flat: evicted chunks are freed and reused.
 
-    python benchmarks/memory.py                     # capacity 20k, 100k steps (~1 min)
+    python benchmarks/memory.py                     # capacity 20k, 100k steps
     python benchmarks/memory.py --capacity 5000 --steps 30000 --chunk 256
 """
 

@@ -34,11 +34,11 @@ print(seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 def fill(logdir: Path, steps: int) -> None:
     if (logdir / "checkpoint.pt").exists():
         return
-    from reverie.config import resolve_config
-    from reverie.trainer import Trainer
+    from reverie.build import open_trainer
+    from reverie.run_dir import resolve_config
 
     overrides = [f"run.train_fill={10 * steps}", "run.eval_every=0", "run.progress=false"]
-    trainer = Trainer(resolve_config(logdir, overrides), logdir)
+    trainer = open_trainer(resolve_config(logdir, overrides), logdir)
     try:
         trainer.train(steps)
     finally:

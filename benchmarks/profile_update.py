@@ -9,14 +9,19 @@ Inductor's compiled kernels and the other ops.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from reverie.agent import Agent
 from reverie.config import make_config
 from reverie.perf import tune_malloc
-from reverie.specs import ActSpec, ObsSpec, random_batch
+from reverie.specs import ActSpec, ObsSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/batches.py
+from tests.batches import random_batch  # noqa: E402 - test data, not in the package
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Record the official DreamerV3 code's whole training loss for tests/test_official_loss.py.
 
 Builds the official agent (danijar/dreamerv3, the December-2024 revision) at the tiny size
-reverie's tests use (`TINY` in tests/conftest.py), in float32 on the CPU, for a 4-float
-vector observation and two action spaces (2 discrete actions; 2 continuous actions).
+reverie's tests use (tests/tiny.py), in float32 on the CPU, for a 4-float vector
+observation and two action spaces (2 discrete actions; 2 continuous actions).
 It perturbs the initial parameters so that no head starts at an exact zero (the 2024 code
 zero-initialises the reward and critic outputs, which would leave their layers without
 gradients), draws a fixed batch, runs `Agent.loss` once under `nj.grad` over the modules
@@ -27,8 +27,8 @@ The official code itself stays outside this repository. To record:
     JAX_PLATFORMS=cpu ~/official-venv/bin/python benchmarks/record_official_loss.py \\
         --official ~/official-src
 
-Recorded with jax 0.4.33, elements 3.22.4, ninjax 3.6.3, numpy 1.26.4; about a minute
-per case on one core (the loss runs eagerly, see `record_case`). The later commits of the
+Recorded with jax 0.4.33, elements 3.22.4, ninjax 3.6.3, numpy 1.26.4. The loss runs
+eagerly (see `record_case`), so each case is slow to record. The later commits of the
 official repository (to May 2026) leave dreamerv3/agent.py, dreamerv3/rssm.py and
 embodied/jax unchanged.
 """
@@ -47,7 +47,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fixtures" / "official_loss.json"
 COMMIT = "f8817c4040cebada9bb9712554b0234c70c291d5"  # danijar/dreamerv3, 2024-12-07
 
-# the sizes of reverie's TINY config (tests/conftest.py)
+# the sizes of reverie's tiny test model (TINY_MODEL, tests/tiny.py)
 B, T, H = 4, 8, 4
 SIZES = {
     "agent.dyn.rssm": dict(deter=32, hidden=16, stoch=4, classes=4, blocks=4),

@@ -22,20 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-TINY = [
-    "model.deter=32",
-    "model.hidden=16",
-    "model.classes=4",
-    "model.stoch=4",
-    "model.units=16",
-    "model.depth=2",
-    "model.blocks=4",
-    "run.batch_size=4",
-    "run.batch_length=8",
-    "behavior.horizon=4",
-    "run.compile=off",
-    "run.train_fill=64",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/tiny.py
+from tests.tiny import TINY_MODEL  # noqa: E402 - the tests' tiny model, one definition
+
+TINY = [*TINY_MODEL, "run.compile=off", "run.train_fill=64"]
 
 
 def rss_mb(pid: int) -> float:

@@ -16,7 +16,7 @@ the speed-up and the efficiency per core (CPU) or per device (CUDA: one GPU per 
 
 Env steps/s is measured on the whole training loop (acting, replay, updates at the
 train ratio) on CartPole (vector) or CartPole rendered to 64x64 pixels (pixels);
-`--loop-seconds 0` skips it (an update of the large sizes takes minutes on a CPU).
+`--loop-seconds 0` skips it (an update of the large sizes is slow on a CPU).
 Runs on CUDA when present (or `run.device=...`), with peak device memory. FLOPs are
 counted with torch's FlopCounterMode on one eager update; the fraction of peak uses
 REVERIE_PEAK_GFLOPS (default: the fp32 peak of the 2-core CPU machines).
@@ -39,6 +39,9 @@ import torch
 from reverie.accel import cpu_kind
 from reverie.perf import tune_malloc
 
+# the checkout, for tests/batches.py (random batches are test data, not in the package)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 # fp32 peak of the 2-core benchmark machines (AVX-512 FMA, measured with a 2048^3 matmul);
 # set REVERIE_PEAK_GFLOPS for another machine
 PEAK_GFLOPS = float(os.environ.get("REVERIE_PEAK_GFLOPS", 190))
@@ -55,7 +58,8 @@ def measure(
 ) -> dict:
     from reverie.agent import Agent
     from reverie.config import make_config
-    from reverie.specs import ActSpec, ObsSpec, random_batch
+    from reverie.specs import ActSpec, ObsSpec
+    from tests.batches import random_batch
 
     sys.path.insert(0, os.path.dirname(__file__))
 
@@ -150,8 +154,8 @@ def synchronize(device: torch.device) -> None:
 
 def loop(cfg, size: str, kind: str, threads: int, ratio: float, seconds: float, overrides):
     """Env steps/s and updates/s of the whole training loop, train ratio included."""
+    from reverie.build import open_trainer
     from reverie.config import make_config
-    from reverie.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as logdir:
         pixels = "true" if kind == "pixels" else "false"
@@ -167,7 +171,7 @@ def loop(cfg, size: str, kind: str, threads: int, ratio: float, seconds: float, 
             ],
             size=size,
         )
-        trainer = Trainer(loop_cfg, logdir)
+        trainer = open_trainer(loop_cfg, logdir)
         start_steps = 64 + 2  # one batch must fit before updates start
         trainer.train(start_steps)
         t0, s0, u0 = time.perf_counter(), trainer.step, trainer.updates
@@ -188,7 +192,8 @@ def ddp_rank(size: str, kind: str, updates: int, threads: int, overrides: list[s
     from reverie.agent import Agent
     from reverie.config import make_config
     from reverie.distributed import Comm, local_batch, world_from_env
-    from reverie.specs import ActSpec, ObsSpec, random_batch
+    from reverie.specs import ActSpec, ObsSpec
+    from tests.batches import random_batch
 
     torch.set_num_threads(threads)
     tune_malloc()

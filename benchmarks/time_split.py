@@ -29,6 +29,7 @@ import torch
 
 T0 = time.perf_counter()  # before reverie and torch's heavier imports
 
+from reverie.build import open_trainer  # noqa: E402
 from reverie.callbacks import Callback  # noqa: E402
 from reverie.config import make_config  # noqa: E402
 from reverie.trainer import Trainer  # noqa: E402
@@ -118,7 +119,7 @@ def main() -> None:
     timers = Timers()
     with tempfile.TemporaryDirectory() as logdir:
         cfg = make_config(overrides, **{"env.id": known.env, "size": known.size})
-        trainer = Trainer(cfg, logdir)
+        trainer = open_trainer(cfg, logdir)
         timers.seconds["start-up (imports, build)"] = time.perf_counter() - T0
         instrument(trainer, timers)
         t = time.perf_counter()

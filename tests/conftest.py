@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from reverie.config import make_config
-from reverie.specs import random_batch  # noqa: F401 - the tests' batches come from here
+
+from .batches import random_batch  # noqa: F401 - the tests import it from here
+from .tiny import TINY_MODEL
 
 torch.set_num_threads(1)
 
@@ -16,16 +18,7 @@ TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))  # fake_envs, for env ids like gym:fake_envs:fake_envs/Image-v0
 
 TINY = [
-    "model.deter=32",
-    "model.hidden=16",
-    "model.classes=4",
-    "model.stoch=4",
-    "model.units=16",
-    "model.depth=2",
-    "model.blocks=4",
-    "run.batch_size=4",
-    "run.batch_length=8",
-    "behavior.horizon=4",
+    *TINY_MODEL,  # tests/tiny.py, shared with the benchmarks
     "run.progress=false",
     "run.tensorboard=false",
     "run.eval_every=0",
@@ -54,10 +47,10 @@ def tiny():
 
 def train_tiny(logdir, steps: int, overrides: list[str], **flags):
     """Train a Trainer from `overrides` (resuming what `logdir` holds) to `steps`; closed."""
-    from reverie.config import resolve_config
-    from reverie.trainer import Trainer
+    from reverie.build import open_trainer
+    from reverie.run_dir import resolve_config
 
-    trainer = Trainer(resolve_config(logdir, list(overrides), **flags), logdir)
+    trainer = open_trainer(resolve_config(logdir, list(overrides), **flags), logdir)
     try:
         summary = trainer.train(steps)
     finally:
@@ -65,14 +58,13 @@ def train_tiny(logdir, steps: int, overrides: list[str], **flags):
     return trainer, summary
 
 
-def cli_train_command(logdir, steps: int, *overrides: str) -> list[str]:
-    """`reverie train` as a subprocess command line with the tiny config."""
-    import sys
-
+def cli_train_command(logdir, steps: int, *overrides: str, pause_points=False) -> list[str]:
+    """`reverie train` as a subprocess command line with the tiny config; `pause_points`:
+    launched through tests/pause_points.py, which adds the kill test's pause points."""
+    launcher = [str(TESTS / "pause_points.py")] if pause_points else ["-m", "reverie.cli"]
     return [
         sys.executable,
-        "-m",
-        "reverie.cli",
+        *launcher,
         "train",
         "--logdir",
         str(logdir),

@@ -12,9 +12,9 @@ from reverie.agent import Agent
 from reverie.envs import describe_spaces, make_env
 from reverie.policy import export_policy, load_policy
 from reverie.rollout import evaluate
-from reverie.specs import ObsSpec, act_spec_of, random_batch
+from reverie.specs import ObsSpec, act_spec_of
 
-from .conftest import TINY, tiny_config, train_tiny
+from .conftest import TINY, random_batch, tiny_config, train_tiny
 
 IDS = {
     "multi": "gym:fake_envs:fake_envs/MultiDiscrete-v0",

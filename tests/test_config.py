@@ -1,6 +1,13 @@
 import pytest
 
-from reverie.config import SIZES, ConfigError, make_config
+from reverie.config import (
+    SIZES,
+    TABLES,
+    ConfigError,
+    check_table_keys,
+    config_fields,
+    make_config,
+)
 
 REFERENCE_SIZES = {
     "1m": (512, 64, 4, 4, 64),
@@ -65,3 +72,27 @@ def test_bad_choice_and_range_rejected():
         make_config([], size="3m")
     with pytest.raises(ConfigError, match="key=value"):
         make_config(["run.batch_size"])
+
+
+def test_every_validation_table_key_is_a_config_field():
+    check_table_keys(TABLES)  # what importing reverie.config ran
+    fields = config_fields()
+    assert fields["seed"] is False and fields["env"] is True and fields["env.id"] is False
+    assert fields["env.kwargs"] is False and fields["run.batch_size"] is False
+    # the tables this checks are the ones validation reads
+    assert set(TABLES) >= {"CHOICES", "POSITIVE", "RANGES", "OPEN_LOW", "BETAS", "LIMITS"}
+    assert {"SWITCHES", "STRUCTURAL"} <= set(TABLES)
+
+
+def test_a_table_key_with_a_typo_is_refused_naming_the_closest():
+    with pytest.raises(ConfigError) as e:
+        check_table_keys({"POSITIVE": ("model.deter", "run.batch_sise")})
+    assert "POSITIVE" in str(e.value) and "'run.batch_sise'" in str(e.value)
+    assert "run.batch_size" in str(e.value)
+    with pytest.raises(ConfigError, match="'sed'.*closest: seed"):
+        check_table_keys({"RANGES": {"sed": (0, 1, "")}})
+    with pytest.raises(ConfigError, match="'model'"):  # a section where a value goes
+        check_table_keys({"CHOICES": {"model": ("a", "b")}})
+    check_table_keys({"STRUCTURAL": ("model", "env.id")})  # sections only there
+    with pytest.raises(ConfigError, match="'modle'"):
+        check_table_keys({"STRUCTURAL": ("modle",)})

@@ -2,13 +2,15 @@
 
 import torch
 
-from reverie.trainer import Trainer
+from reverie.build import open_trainer
 
 from .conftest import tiny_config
 
 
 def train_params(tmp_path, seed):
-    trainer = Trainer(tiny_config("run.train_ratio=64", "replay.save=false", seed=seed), tmp_path)
+    trainer = open_trainer(
+        tiny_config("run.train_ratio=64", "replay.save=false", seed=seed), tmp_path
+    )
     try:
         trainer.train(40)
     finally:

@@ -28,9 +28,9 @@ import pytest
 import torch
 
 from reverie import checkpoint
-from reverie.config import resolve_config
+from reverie.build import open_trainer
 from reverie.envs.episode_stats import crafter_score
-from reverie.trainer import Trainer
+from reverie.run_dir import resolve_config
 
 from .conftest import TINY, train_tiny
 
@@ -70,12 +70,12 @@ def params(trainer) -> dict[str, torch.Tensor]:
 
 
 def test_resume_restores_everything_and_next_updates_are_bitwise_equal(tmp_path):
-    first = Trainer(resolve_config(tmp_path, FAST), tmp_path)
+    first = open_trainer(resolve_config(tmp_path, FAST), tmp_path)
     try:
         first.train(N // 2)
         saved = checkpoint.load_latest(tmp_path)
         first.lock.release()  # as if its process had ended; its agent stays for comparison
-        second = Trainer(resolve_config(tmp_path, FAST), tmp_path)
+        second = open_trainer(resolve_config(tmp_path, FAST), tmp_path)
         try:
             assert_tree_equal(second.agent.checkpoint_state(), first.agent.checkpoint_state())
             for name in ("step", "updates", "train_start", "episodes", "last_eval"):
@@ -118,14 +118,14 @@ def test_split_run_matches_counters_of_uninterrupted_run(tmp_path):
 
 
 def test_crafter_achievement_counts_survive_a_resume(tmp_path):
-    first = Trainer(resolve_config(tmp_path, FAST), tmp_path)
+    first = open_trainer(resolve_config(tmp_path, FAST), tmp_path)
     try:
         first.episode_stats.episode({"achievements": {"collect_wood": 1, "eat_cow": 0}})
         first.episode_stats.episode({"achievements": {"collect_wood": 0, "eat_cow": 2}})
         first.save()
     finally:
         first.close()
-    second = Trainer(resolve_config(tmp_path, FAST), tmp_path)
+    second = open_trainer(resolve_config(tmp_path, FAST), tmp_path)
     try:
         assert second.episode_stats.state() == {
             "episodes": 2,

@@ -152,3 +152,52 @@ def test_no_import_cycles():
 
     for name in graph:
         visit(name, [])
+
+
+# the model core, and what it may import besides itself: the specs and the config (its
+# boundary), the accelerator choices and the optimiser
+CORE = {"nets", "distributions", "world_model", "behavior", "agent"}
+CORE_MAY_IMPORT = CORE | {"specs", "config", "accel", "optim", "errors"}
+
+
+def test_the_model_core_imports_nothing_from_the_run_layer():
+    for name in sorted(CORE):
+        modules = {m.split(".")[1] for m in imports_of(SRC / f"{name}.py") if m.count(".") >= 1}
+        assert modules <= CORE_MAY_IMPORT, (name, sorted(modules - CORE_MAY_IMPORT))
+
+
+def test_callbacks_know_a_protocol_not_the_trainer():
+    assert not any(m.startswith("reverie.trainer") for m in imports_of(SRC / "callbacks.py"))
+
+
+def test_every_reader_of_a_checkpoint_goes_through_the_run_dir_module():
+    """`run_dir` alone calls the checkpoint file's loaders; eval, dream, export, the policy
+    and the API load through its `load_agent` / `require_checkpoint`."""
+    for path in SRC.rglob("*.py"):
+        if path.name in ("run_dir.py", "checkpoint.py"):
+            continue
+        text = path.read_text()
+        assert "load_latest(" not in text and "load_file(" not in text, path.name
+    readers = {"cli.py": "load_agent(", "policy.py": "load_agent(", "api.py": "checkpoint("}
+    for name, call in readers.items():
+        assert call in (SRC / name).read_text(), name
+
+
+def trainer_size() -> tuple[int, int]:
+    """(lines, methods) of the Trainer class."""
+    tree = ast.parse((SRC / "trainer.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Trainer")
+    methods = [n for n in cls.body if isinstance(n, ast.FunctionDef)]
+    assert cls.end_lineno is not None
+    return cls.end_lineno - cls.lineno + 1, len(methods)
+
+
+def test_the_trainer_keeps_only_the_loop():
+    """Before `reverie.build` and `reverie.coordinator` took what the trainer built and
+    decided for a job, the class had 463 lines and 30 methods; its loop 73 lines."""
+    lines, methods = trainer_size()
+    assert lines <= 340 and methods <= 28, (lines, methods)
+    tree = ast.parse((SRC / "trainer.py").read_text())
+    loop = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_loop")
+    assert loop.end_lineno is not None and loop.end_lineno - loop.lineno + 1 <= 40
+    assert "world" not in (SRC / "trainer.py").read_text()  # the coordinator decides for a job

@@ -41,6 +41,7 @@ def command(logdir: Path, steps: int) -> list[str]:
         f"replay.chunk={CHUNK}",
         "run.checkpoint_every=1.0",
         "run.log_every=0.3",
+        pause_points=True,
     )
 
 
@@ -92,7 +93,7 @@ def test_sigkill_ten_times_then_resume(tmp_path):
         resume = counters(logdir)["step"] if ckpt.exists() else 0
         resumes.append(resume)
         starts.append(len(metrics.read_text().splitlines()) if metrics.exists() else 0)
-        marker.write_text("disarmed")  # the pause hook waits for the test to remove it
+        marker.write_text("disarmed")  # pause_points.py waits for the test to remove it
         env = {**os.environ, "REVERIE_TEST_PAUSE_FILE": str(marker)}
         if point != "random":
             env["REVERIE_TEST_PAUSE"] = point

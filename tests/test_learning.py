@@ -6,7 +6,7 @@ cores; the paper-default agent's learning runs live in benchmarks/learning.py.
 
 import numpy as np
 
-from reverie.trainer import Trainer
+from reverie.build import open_trainer
 
 from .conftest import tiny_config
 
@@ -26,7 +26,7 @@ LEARNS = [
 
 
 def test_tiny_agent_improves_over_random_on_cartpole(tmp_path):
-    trainer = Trainer(tiny_config(*LEARNS, seed=0), tmp_path)
+    trainer = open_trainer(tiny_config(*LEARNS, seed=0), tmp_path)
     try:
         trainer.train(1000)
         result = trainer.evaluate(5)

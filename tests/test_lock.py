@@ -11,11 +11,11 @@ import time
 import pytest
 
 from reverie import checkpoint
+from reverie.build import open_trainer
 from reverie.cli import main
-from reverie.config import resolve_config
 from reverie.lock import LOCK, LogdirInUseError
 from reverie.policy import load_policy
-from reverie.trainer import Trainer
+from reverie.run_dir import resolve_config
 
 from .conftest import TINY, cli_train_command, train_tiny
 
@@ -23,13 +23,13 @@ FAST = [*TINY, "run.train_fill=16", "run.train_ratio=32", "run.checkpoint_every=
 
 
 def test_a_second_trainer_in_one_logdir_is_refused_until_the_first_closes(tmp_path):
-    first = Trainer(resolve_config(tmp_path, FAST), tmp_path)
+    first = open_trainer(resolve_config(tmp_path, FAST), tmp_path)
     try:
         with pytest.raises(LogdirInUseError, match=f"pid {os.getpid()} on host"):
-            Trainer(resolve_config(tmp_path, FAST), tmp_path)
+            open_trainer(resolve_config(tmp_path, FAST), tmp_path)
     finally:
         first.close()
-    Trainer(resolve_config(tmp_path, FAST), tmp_path).close()  # free again
+    open_trainer(resolve_config(tmp_path, FAST), tmp_path).close()  # free again
 
 
 def wait_for(condition, seconds: float, proc) -> None:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.trainer import NonFiniteError, Trainer
+from reverie.build import open_trainer
+from reverie.trainer import NonFiniteError
 
 from .conftest import random_batch, tiny_config
 
@@ -31,7 +32,7 @@ def test_agent_skips_nonfinite_update():
 
 
 def test_trainer_logs_and_stops_after_patience(tmp_path, monkeypatch, capsys):
-    trainer = Trainer(tiny_config("run.train_ratio=64", "run.nonfinite_patience=3"), tmp_path)
+    trainer = open_trainer(tiny_config("run.train_ratio=64", "run.nonfinite_patience=3"), tmp_path)
     trainer.train(30)  # healthy updates first
     good = [p.detach().clone() for p in trainer.agent.parameters()]
     sample = trainer.replay.sample

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -180,3 +181,29 @@ def test_checkpoints_hold_no_pickled_objects(runs):
     state = checkpoint.load_file(path)
     assert isinstance(state["config"], str) and "specs" in state
     json.dumps(state["specs"])  # plain containers
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint_a62d318"
+
+
+def test_act_takes_the_observation_as_the_env_returned_it():
+    """A bare array, one observation or a batch; the dict form as before."""
+    from reverie.config import ConfigError
+
+    policy = load_policy(FIXTURE)  # CartPole: one key, 'vector' (4,)
+    env = gym.make("CartPole-v1")
+    obs, _ = env.reset(seed=0)
+    action, state = policy.act(obs, deterministic=True)
+    assert np.ndim(action) == 0 and env.action_space.contains(int(action))
+    obs, *_ = env.step(int(action))
+    action, state = policy.act(obs, state, deterministic=True)  # the episode goes on
+    assert state["deter"].shape[0] == 1
+    batch = np.stack([obs, obs, obs]).astype(np.float64)  # any float dtype
+    actions, _ = policy.act(batch, deterministic=True)
+    assert actions.shape == (3,)
+    same, _ = policy.act({"vector": batch.astype(np.float32)}, deterministic=True)
+    assert same.tolist() == actions.tolist()
+    with pytest.raises(ConfigError, match=r"shape \(3,\); this policy expects \(4,\)"):
+        policy.act(np.zeros(3))
+    with pytest.raises(ConfigError, match="lacks"):
+        policy.act({"image": np.zeros(4)})

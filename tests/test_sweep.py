@@ -31,8 +31,10 @@ import pytest
 import yaml
 
 from reverie.cli import main
-from reverie.config import ConfigError, checkpoint_step
+from reverie.clocks import TrainRatio
+from reverie.config import ConfigError
 from reverie.envs import suite_installed
+from reverie.run_dir import checkpoint_step
 from reverie.sweep import published, stats
 from reverie.sweep.cells import (
     HEADER,
@@ -47,7 +49,7 @@ from reverie.sweep.cells import (
     read_state,
     write_state,
 )
-from reverie.sweep.grid import cell_config, command, expand
+from reverie.sweep.grid import cell_config, command, cost, expand
 from reverie.sweep.runner import detect_gpus, plan_slots
 from reverie.sweep.score import score_sweep
 from reverie.sweep.spec import (
@@ -208,6 +210,17 @@ def test_dry_run_prints_one_command_per_cell_and_writes_nothing(tmp_path, capsys
         assert f"--logdir {root / cell.name} " in line and f"--env {cell.task} " in line
         assert line.startswith("reverie train ")  # a line to paste into a shell
     assert not root.exists()
+
+
+def test_cost_counts_the_updates_the_train_ratio_pays_for():
+    spec = make_spec(CARTPOLE, "0,1", 5000, train_ratio=32.0, grid=["run.batch_size=4,8"])
+    cells = expand(spec)
+    plan = cost(spec, cells)
+    # batch_length 64: after a fill of one batch, (5000 - 256) * 32 / 256 = 593 updates at
+    # batch size 4 and (5000 - 512) * 32 / 512 = 280.5 -> 280 at 8; two seeds each
+    assert plan == {"cells": 4, "env_steps": 20000, "updates": 2 * (593 + 280), "sizes": ["1m"]}
+    ratio = TrainRatio.from_run(cell_config(spec, cells[0]).run)  # the trainer's clock
+    assert ratio.paid(5000 - 256) == 593 and ratio.owed(5000 - 256, 0) == 594  # + the first
 
 
 def test_slots_share_the_cores_and_take_gpus_in_turn():

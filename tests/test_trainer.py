@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from reverie.build import open_trainer
 from reverie.cli import main
-from reverie.config import ConfigError, resolve_config
-from reverie.trainer import Trainer
+from reverie.config import ConfigError
+from reverie.run_dir import resolve_config
 
 from .conftest import TINY, train_tiny
 
@@ -42,7 +43,7 @@ def test_train_writes_metrics_checkpoint_and_replay(tmp_path):
 def test_resume_continues_at_same_step(tmp_path):
     first, s1 = run(tmp_path, 120)
     params = {k: v.clone() for k, v in first.agent.state_dict().items()}
-    second = Trainer(resolve_config(tmp_path, list(FAST)), tmp_path)
+    second = open_trainer(resolve_config(tmp_path, list(FAST)), tmp_path)
     try:
         assert second.step == 120 and second.updates == s1["updates"]
         assert second.replay.size == first.replay.size
@@ -109,7 +110,7 @@ def test_corrupt_checkpoint_falls_back_to_previous(tmp_path, capsys):
     run(tmp_path, 60)  # a second save: the first becomes checkpoint.prev.pt
     path = tmp_path / "checkpoint.pt"
     path.write_bytes(path.read_bytes()[:-100])
-    trainer = Trainer(resolve_config(tmp_path, list(FAST)), tmp_path)
+    trainer = open_trainer(resolve_config(tmp_path, list(FAST)), tmp_path)
     trainer.close()
     assert trainer.step == 40
     assert "checkpoint.pt" in capsys.readouterr().err

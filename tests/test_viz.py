@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from reverie.build import open_trainer
 from reverie.cli import main
-from reverie.config import resolve_config
-from reverie.rollout import load_trained
-from reverie.trainer import Trainer
+from reverie.run_dir import load_agent, resolve_config
 from reverie.viz.dream import (
     IMAGINED,
     OBSERVED,
@@ -30,7 +29,7 @@ FAST = [*TINY, "run.train_ratio=32", "replay.chunk=64"]
 
 
 def train(logdir, steps, *extra):
-    trainer = Trainer(resolve_config(logdir, [*FAST, *extra]), logdir)
+    trainer = open_trainer(resolve_config(logdir, [*FAST, *extra]), logdir)
     try:
         trainer.train(steps)
     finally:
@@ -68,7 +67,7 @@ def test_trainer_dreams_at_interval(vector_run, pixel_run):
 
 
 def test_dream_images_gif_mp4_and_grid(pixel_run, tmp_path):
-    agent, cfg, _ = load_trained(pixel_run)
+    agent, cfg, _ = load_agent(pixel_run).parts()
     result = dream(agent, cfg, pixel_run, context=5, horizon=10, count=2)
     assert result.source == "replay" and result.context == 5
     n, t = result.count, result.length
@@ -114,7 +113,7 @@ def test_dream_vectors_plot_and_env_fallback(vector_run, tmp_path, capsys):
     assert main(["dream", "--logdir", str(vector_run), "--horizon", "10"]) == 0
     assert "dream.png" in capsys.readouterr().out
     assert Image.open(vector_run / "dream.png").size[0] > 300
-    agent, cfg, _ = load_trained(vector_run)
+    agent, cfg, _ = load_agent(vector_run).parts()
     result = dream(agent, cfg, logdir=None, context=3, horizon=6, count=2)  # no replay
     assert result.source == "env" and result.truth["vector"].shape[2] == 4
     assert write_dream(result, tmp_path / "v.png")["vectors"].exists()

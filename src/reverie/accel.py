@@ -63,9 +63,9 @@ def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
         return None
     if setting == "bf16":
         return torch.bfloat16
-    # auto: bf16 where the hardware has it. On CPUs with native bf16 dot products the
-    # CartPole loss curves of bf16 and fp32 overlap over 1200 updates
-    # (benchmarks/compare_losses.py; docs/speed.md), at 1.3-1.6x the update speed.
+    # auto: bf16 where the hardware has it: on CPUs with native bf16 dot products it
+    # updates faster than fp32, with loss curves that follow fp32's (docs/speed.md;
+    # benchmarks/compare_losses.py and benchmarks/results/cartpole_fp32_vs_bf16_losses.*)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
@@ -184,10 +184,10 @@ def learner_threads(setting: int, env_workers: int, ranks_per_host: int = 1) -> 
     """Intra-op threads for the learner (`run.threads`; 0: this rank's share of the cores,
     less its env workers).
 
-    OpenMP threads spin while they wait; sharing a core with a busy worker made a 1m
-    update 2-3x slower with 2 threads than with 1 (and OMP_WAIT_POLICY=PASSIVE, which
-    avoids that, made the idle case 1.6x slower: 950 vs 590 ms), so workers get cores,
-    and the ranks of one host split them.
+    OpenMP threads spin while they wait: a learner thread on a core shared with a busy
+    env worker slows the whole update, which then runs faster on fewer threads (and
+    OMP_WAIT_POLICY=PASSIVE, which stops the spinning, slows the update on idle cores).
+    So workers get cores of their own, and the ranks of one host split them.
     """
     if setting > 0:
         return int(setting)

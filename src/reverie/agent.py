@@ -8,7 +8,7 @@ B*T = N posterior states and rolls H steps.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,12 +25,22 @@ from reverie.behavior import Behavior
 from reverie.config import Config, typed
 from reverie.optim import make_optimizer
 from reverie.specs import ActSpec, ObsSpec, decode_latent, encode_latent
-from reverie.world_model import WorldModel
-
-if TYPE_CHECKING:
-    from reverie.distributed import Comm
+from reverie.world_model import RSSM, WorldModel
 
 Tensor = torch.Tensor
+
+
+class Collectives(Protocol):
+    """What the update needs of a data-parallel job (`reverie.distributed.Comm` has it)."""
+
+    @property
+    def active(self) -> bool: ...
+
+    def average_(self, tensors: list[Tensor]) -> None: ...
+
+    def broadcast_(self, tensors: list[Tensor]) -> None: ...
+
+    def gather_flat(self, x: Tensor) -> Tensor: ...
 
 
 def loss_group(name: str) -> str:
@@ -54,6 +64,35 @@ def loss_scales(cfg: Config) -> dict[str, float]:
     }
 
 
+def act_step(
+    encoder: nn.Module,
+    rssm: RSSM,
+    actor: nn.Module,
+    continuous: bool,
+    obs: dict[str, Tensor],
+    is_first: Tensor,
+    state: dict[str, Tensor],
+    sample_latent: bool = True,
+    sample_action: bool = True,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The acting step every caller shares (training, evaluation, `reverie.policy`, its
+    export, the API): observation -> posterior latent -> action.
+
+    obs: (N, ...) tensors by `ObsSpec.keys`; is_first (N,) bool; state: deter (N, D),
+    stoch (N, S, K) and the previous action (N, A). Returns the action (N, A) (one-hot,
+    or clamped to [-1, 1] when `continuous`) and the new state: the posterior latent and
+    that action.
+    """
+    embed = encoder(obs, bdims=1)
+    latent, _ = rssm.obs_step(state, state["action"], embed, is_first, sample=sample_latent)
+    dist = actor(rssm.feat(latent))
+    action = dist.sample() if sample_action else dist.mode()
+    if continuous:
+        action = action.clamp(-1.0, 1.0)
+    latent["action"] = action
+    return action, latent
+
+
 class Agent(nn.Module):
     """World model, actor and critic, their optimiser, and how the update runs.
 
@@ -74,7 +113,7 @@ class Agent(nn.Module):
         cfg: Config | DictConfig,
         device: torch.device | str,
         learner: bool = True,
-        comm: Comm | None = None,
+        comm: Collectives | None = None,
     ):
         super().__init__()
         if learner:
@@ -89,7 +128,8 @@ class Agent(nn.Module):
         self.behavior = Behavior(self.wm.rssm.feat_dim, act_spec, cfg)
         self.comm = comm if comm is not None and comm.active else None
         if self.comm is not None:
-            self._use_global_retnorm(self.comm)
+            # percentiles over the returns of the global batch, not this rank's
+            self.behavior.retnorm.gather_with(self.comm.gather_flat)
         self.to(self.device)
         if self.comm is not None:
             # the same seed builds the same weights on every rank; this makes sure of it
@@ -104,15 +144,6 @@ class Agent(nn.Module):
         self.compiled: list[str] = []
         if learner and resolve_compile(cfg.run.compile, self.device):
             self.compile()
-
-    def _use_global_retnorm(self, comm: Comm) -> None:
-        """Data-parallel: percentiles over the returns of the global batch, not this rank's."""
-        from reverie.distributed import GlobalReturnNormalizer
-
-        bc = self.cfg.behavior
-        self.behavior.retnorm = GlobalReturnNormalizer(
-            bc.retnorm_decay, bc.retnorm_low, bc.retnorm_high, bc.retnorm_limit, comm
-        )
 
     @property
     def opt(self) -> torch.optim.Optimizer:
@@ -150,18 +181,23 @@ class Agent(nn.Module):
         new state, which also holds the posterior latent to store in replay.
         """
         inputs = self.obs_to_tensors(obs)
-        n = inputs["is_first"].shape[0]
+        first = inputs.pop("is_first").bool()
         if state is None:
-            state = self.initial_state(n)
-        embed = self.wm.encoder(inputs, bdims=1)
-        first = inputs["is_first"].bool()
-        latent, _ = self.wm.rssm.obs_step(state, state["action"], embed, first)
-        dist = self.behavior.actor(self.wm.rssm.feat(latent))
-        action = dist.sample() if mode == "sample" else dist.mode()
-        if not self.act_spec.discrete:
-            action = action.clamp(-1.0, 1.0)
-        latent["action"] = action
-        return action, latent
+            state = self.initial_state(first.shape[0])
+        return self.act(inputs, first, state, sample_action=mode == "sample")
+
+    def act(
+        self,
+        obs: dict[str, Tensor],
+        is_first: Tensor,
+        state: dict[str, Tensor],
+        sample_latent: bool = True,
+        sample_action: bool = True,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """`act_step` with this agent's networks."""
+        continuous = not self.act_spec.discrete
+        nets = (self.wm.encoder, self.wm.rssm, self.behavior.actor)
+        return act_step(*nets, continuous, obs, is_first, state, sample_latent, sample_action)
 
     # --------------------------------------------------------------- learning
     def _start_state(self, data: dict[str, Tensor], k: int) -> tuple[dict[str, Tensor], Tensor]:

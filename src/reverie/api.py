@@ -10,12 +10,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from reverie import checkpoint
+from reverie.build import open_trainer
 from reverie.callbacks import Callback
-from reverie.config import resolve_config
 from reverie.envs.custom import EnvFactory, as_factory, custom_env_id
+from reverie.policy import Policy
 from reverie.rollout import evaluate
-from reverie.trainer import Trainer
+from reverie.run_dir import require_checkpoint, resolve_config
 
 
 def default_logdir(env_id: str) -> Path:
@@ -52,8 +52,9 @@ class Dreamer:
         self.factory: EnvFactory | None = None
         if env is not None and not isinstance(env, str):
             self.factory = as_factory(env, self.cfg.env.num_envs)
-        self.trainer = Trainer(self.cfg, self.logdir, self.factory)
+        self.trainer = open_trainer(self.cfg, self.logdir, self.factory)
         self.agent = self.trainer.agent
+        self.policy = Policy(self.agent, shared=True)  # the agent's own networks
 
     def learn(self, steps: int, callbacks: Sequence[Callback] = ()) -> dict:
         """Train until `steps` total env steps, or until a callback stops it
@@ -63,16 +64,12 @@ class Dreamer:
     def act(
         self, obs: dict, state: dict | None = None, deterministic: bool = False
     ) -> tuple[np.ndarray, dict]:
-        """Actions for a batch of observations (N, ...) in the env's own action format.
+        """Actions for a batch of observations (N, ...) in the env's own action format
+        (`reverie.policy.Policy.act`, on this agent's current networks).
 
         Set `obs['is_first']` (N,) at episode starts; it defaults to True when state is None.
         """
-        obs = {k: np.asarray(v) for k, v in obs.items()}
-        if "is_first" not in obs:
-            n = len(next(iter(obs.values())))
-            obs["is_first"] = np.full(n, state is None)
-        action, state = self.agent.policy(obs, state, "mode" if deterministic else "sample")
-        return self.agent.act_spec.to_env(action.cpu().numpy()), state
+        return self.policy.act(obs, state, deterministic)
 
     def evaluate(self, episodes: int = 10) -> dict:
         seed = self.cfg.seed + 10**6
@@ -83,10 +80,8 @@ class Dreamer:
 
     def load(self, logdir: str | Path | None = None) -> None:
         """Load the newest checkpoint of `logdir` (default: this agent's) into the agent."""
-        state = checkpoint.load_latest(Path(logdir) if logdir else self.logdir)
-        if state is None:
-            raise FileNotFoundError(f"no checkpoint in {logdir or self.logdir}")
-        self.agent.load_checkpoint_state(state["agent"])
+        ckpt = require_checkpoint(Path(logdir) if logdir else self.logdir)
+        self.agent.load_checkpoint_state(ckpt.agent)
 
     def close(self) -> None:
         self.trainer.close()

@@ -3,6 +3,8 @@ learning)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -58,9 +60,22 @@ class ReturnNormalizer(nn.Module):
         self.decay, self.limit = decay, limit
         self.register_buffer("quantiles", torch.tensor([low / 100, high / 100]))
         self.register_buffer("spread", torch.zeros(()))
+        self.gather: Callable[[Tensor], Tensor] | None = None
+
+    def gather_with(self, gather: Callable[[Tensor], Tensor]) -> None:
+        """Take the percentiles over what `gather` returns for the batch's returns: in a
+        data-parallel job, every rank's (so each rank keeps the scale a single process
+        training on the whole global batch would)."""
+        # a collective: the compiled imagination loss breaks its graph here. Wrapped here,
+        # not at import, since torch.compiler.disable imports torch._dynamo (slow, and it
+        # fixes Inductor's cache folder before reverie.accel can choose it)
+        self.gather = torch.compiler.disable(gather)
 
     def update(self, ret: Tensor) -> None:
-        lo, hi = torch.quantile(ret.detach().float().flatten(), self.quantiles)
+        ret = ret.detach().float()
+        if self.gather is not None:
+            ret = self.gather(ret)  # (H, N) per rank -> (ranks * H * N,)
+        lo, hi = torch.quantile(ret.flatten(), self.quantiles)
         new = self.decay * self.spread + (1 - self.decay) * (hi - lo)
         self.spread.copy_(torch.where(torch.isfinite(new), new, self.spread))  # skip NaN batches
 

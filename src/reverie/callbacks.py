@@ -1,38 +1,49 @@
 """Hooks into the training loop (`Dreamer.learn(steps, callbacks=[...])`).
 
-A callback overrides any of the hooks below; each gets the `Trainer` (its `step`,
-`updates`, `agent`, `logger`, ...). A hook that returns False stops training: the run
-saves a checkpoint and `learn` returns its summary with `stopped_by` naming the hook.
+A callback overrides any of the hooks below; each gets the run (`TrainingRun`: its
+`step`, `updates`, `agent`, `logger`, `evaluate`). A hook that returns False stops
+training: the run saves a checkpoint and `learn` returns its summary with `stopped_by`
+naming the hook.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from reverie.agent import Agent
 from reverie.clocks import Every
+from reverie.logger import Logger
 
-if TYPE_CHECKING:
-    from reverie.trainer import Trainer
+
+class TrainingRun(Protocol):
+    """What a callback sees of the training loop (`reverie.trainer.Trainer` is one)."""
+
+    step: int  # env steps so far (all envs, all ranks)
+    updates: int
+    agent: Agent
+    logger: Logger
+
+    def evaluate(self, episodes: int, prefix: str = "eval/", mode: str = "mode") -> dict: ...
 
 
 class Callback:
-    def on_step(self, trainer: Trainer) -> bool | None:
+    def on_step(self, trainer: TrainingRun) -> bool | None:
         """After each step of the envs (and the updates it was due)."""
         return None
 
-    def on_episode(self, trainer: Trainer, ret: float, length: int) -> bool | None:
+    def on_episode(self, trainer: TrainingRun, ret: float, length: int) -> bool | None:
         """When an episode ends, with its return and length."""
         return None
 
-    def on_log(self, trainer: Trainer, metrics: dict[str, Any]) -> bool | None:
+    def on_log(self, trainer: TrainingRun, metrics: dict[str, Any]) -> bool | None:
         """After each train-metrics line (every `run.log_every` seconds)."""
         return None
 
-    def on_checkpoint(self, trainer: Trainer, path: Path) -> bool | None:
+    def on_checkpoint(self, trainer: TrainingRun, path: Path) -> bool | None:
         """After each checkpoint written during training."""
         return None
 
@@ -45,7 +56,7 @@ class EvalCallback(Callback):
         self.clock, self.episodes, self.prefix = Every(every), episodes, prefix
         self.history: list[tuple[int, float]] = []
 
-    def on_step(self, trainer: Trainer) -> bool | None:
+    def on_step(self, trainer: TrainingRun) -> bool | None:
         if self.clock(trainer.step):
             result = trainer.evaluate(self.episodes, prefix=self.prefix)
             self.history.append((trainer.step, result[f"{self.prefix}return"]))
@@ -62,7 +73,7 @@ class StopOnReturn(Callback):
         self.returns: deque[float] = deque(maxlen=window)
         self.reached_at: int | None = None
 
-    def on_episode(self, trainer: Trainer, ret: float, length: int) -> bool | None:
+    def on_episode(self, trainer: TrainingRun, ret: float, length: int) -> bool | None:
         self.returns.append(ret)
         full = len(self.returns) == self.returns.maxlen
         if full and float(np.mean(self.returns)) >= self.target:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from reverie.errors import ReverieError
 from reverie.files import CorruptFileError, atomic_write, strip_footer, with_footer
 
 CHECKPOINT = "checkpoint.pt"
@@ -19,8 +20,8 @@ PREVIOUS = "checkpoint.prev.pt"
 FORMAT_VERSION = 2
 
 
-class CheckpointError(RuntimeError):
-    pass
+class CheckpointError(ReverieError, RuntimeError):
+    """A checkpoint that cannot be read (corrupt, truncated), or one refused."""
 
 
 class CheckpointVersionError(CheckpointError):
@@ -39,7 +40,7 @@ def save(logdir: Path, state: dict) -> Path:
     payload = buf.getvalue()
     path = logdir / CHECKPOINT
     tmp = logdir / f".{CHECKPOINT}.new"
-    atomic_write(tmp, with_footer(payload), pause="checkpoint")
+    atomic_write(tmp, with_footer(payload))
     if path.exists():
         os.replace(path, logdir / PREVIOUS)
     os.replace(tmp, path)

@@ -9,39 +9,14 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reverie.errors import ReverieError
 from reverie.interrupts import Interrupted, InterruptGuard
 
 if TYPE_CHECKING:
     pass
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from reverie.checkpoint import CheckpointError
-    from reverie.config import ConfigError
-    from reverie.envs import EnvIdError, UnsupportedSpaceError
-    from reverie.envs.checks import EnvContractError
-    from reverie.envs.custom import CustomEnvError
-    from reverie.envs.vector import EnvWorkerError
-    from reverie.files import DiskFullError
-    from reverie.lock import LogdirInUseError
-    from reverie.trainer import NonFiniteError
-
-    return (
-        ConfigError,
-        EnvIdError,
-        UnsupportedSpaceError,
-        CheckpointError,
-        FileNotFoundError,
-        NonFiniteError,
-        EnvWorkerError,
-        LogdirInUseError,
-        EnvContractError,
-        CustomEnvError,
-        DiskFullError,
-    )
-
-
-class UsageError(Exception):
+class UsageError(ReverieError):
     """A command line argparse refuses: reported as one `reverie: error:` line, status 2."""
 
 
@@ -198,7 +173,7 @@ def cmd_train(args) -> int:
         overrides=args.overrides,
         **keys,
     )
-    main_rank = agent.trainer.world.main  # a torchrun job's rank 0 speaks for all
+    main_rank = agent.trainer.coordinator.main  # a torchrun job's rank 0 speaks for all
     params = agent.agent.param_count()
     if main_rank:
         print(
@@ -259,11 +234,12 @@ def _summary(title: str, rows: dict[str, object]) -> None:
 def cmd_eval(args) -> int:
     import time
 
-    from reverie.rollout import evaluate, load_trained
+    from reverie.rollout import evaluate
+    from reverie.run_dir import load_agent
 
-    agent, cfg, state = load_trained(args.logdir)
+    agent, cfg, ckpt = load_agent(args.logdir).parts()
     seed = args.seed if args.seed is not None else cfg.seed + 2 * 10**6
-    step = state["counters"]["step"]
+    step = ckpt.step
     if not args.video:
         result = evaluate(agent, cfg, args.episodes, seed=seed)
     else:
@@ -307,13 +283,13 @@ def cmd_dream(args) -> int:
 
     import torch
 
-    from reverie.rollout import load_trained
+    from reverie.run_dir import load_agent
     from reverie.viz.dream import dream, write_dream
 
     start = time.time()
     with _progress("dream", 3, "stages") as bar:
         task = bar.add_task("dream", total=3, info="loading checkpoint")
-        agent, cfg, state = load_trained(args.logdir)
+        agent, cfg, ckpt = load_agent(args.logdir).parts()
         torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
         bar.update(task, completed=1, info="replay and open-loop prediction")
         result = dream(
@@ -328,7 +304,7 @@ def cmd_dream(args) -> int:
         bar.update(task, completed=3, info="")
     mse = ", ".join(f"{k} {v:.4g}" for k, v in result.mse().items())
     _summary(
-        f"reverie dream: {cfg.env.id} at step {state['counters']['step']}",
+        f"reverie dream: {cfg.env.id} at step {ckpt.step}",
         {
             "sequences": f"{result.count} from {result.source}, {result.length} steps each",
             "observed": f"{result.context} steps (green), then "
@@ -584,7 +560,11 @@ def main(argv: list[str] | None = None) -> int:
     with guard:
         try:
             return handler(args)
-        except _user_errors() as e:
+        except ReverieError as e:
+            from reverie.distributed import RankLostError
+
+            if isinstance(e, RankLostError):
+                raise  # __main__.run reports it, then ignores torchrun's SIGTERM
             message = " ".join(str(e).split("\n"))  # one line, whatever the message holds
             print(f"reverie: error: {message}", file=sys.stderr)
             return 2

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: the clocks import nothing of reverie at run time
+    from omegaconf import DictConfig
+
+    from reverie.config import RunConfig
+
 
 class Every:
     """Fires when `every` units (env steps or seconds) have passed since it last fired.
@@ -26,8 +33,18 @@ class TrainRatio:
     def __init__(self, ratio: float, replayed: int):
         self.ratio, self.replayed = ratio, replayed
 
+    @classmethod
+    def from_run(cls, run: RunConfig | DictConfig) -> TrainRatio:
+        """The run config's ratio: `run.train_ratio` replayed steps per env step, one update
+        replaying `run.batch_size * run.batch_length` steps."""
+        return cls(run.train_ratio, run.batch_size * run.batch_length)
+
+    def paid(self, steps: int) -> int:
+        """The updates that `steps` env steps pay for at the ratio, besides the first one."""
+        return int(steps * self.ratio / self.replayed)
+
     def owed(self, steps: int, updates: int) -> int:
-        return max(0, int(steps * self.ratio / self.replayed) + 1 - updates)
+        return max(0, self.paid(steps) + 1 - updates)
 
 
 class Speedometer:

@@ -7,19 +7,22 @@ cannot express (choices, ranges) and error messages that name the closest keys.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
-import os
+import typing
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from reverie.errors import ReverieError
 
-class ConfigError(ValueError):
+
+class ConfigError(ReverieError, ValueError):
     """A bad config key or value; the message names it and what to use instead."""
 
 
@@ -292,6 +295,67 @@ LIMITS: dict[str, float] = {
 }
 # the encoder's four halvings end at 4x4 and the decoder's four doublings start there
 IMAGE_SIZE = 64
+# auto/on/off keys: YAML and OmegaConf read a bare on/off/true/false as a bool
+SWITCHES = ("run.compile",)
+# keys a resumed run cannot change: its checkpoint and replay would not fit them
+STRUCTURAL = ("size", "model", "ablation", "env.id", "env.image_size", "env.pixels")
+# the tables above by name; STRUCTURAL may name whole sections, the others name values
+TABLES: dict[str, Iterable[str]] = {
+    "CHOICES": CHOICES,
+    "POSITIVE": POSITIVE,
+    "RANGES": RANGES,
+    "OPEN_LOW": OPEN_LOW,
+    "BETAS": BETAS,
+    "LIMITS": LIMITS,
+    "SWITCHES": SWITCHES,
+    "STRUCTURAL": STRUCTURAL,
+}
+SECTION_TABLES = ("STRUCTURAL",)
+
+
+def _closest(key: str, options: list[str]) -> str:
+    leaf = key.split(".")[-1]
+    close = difflib.get_close_matches(key, options, n=3, cutoff=0.5)
+    close += [o for o in options if o.split(".")[-1] == leaf and o not in close]
+    if not close:
+        close = difflib.get_close_matches(leaf, options, n=3, cutoff=0.3)
+    return ", ".join(close[:3]) if close else "`reverie config` lists every key"
+
+
+def config_fields(cls: type = Config, prefix: str = "") -> dict[str, bool]:
+    """Every dotted key of the dataclass tree `cls`, mapped to whether it is a section (a
+    nested dataclass) rather than a value: {'seed': False, 'env': True, 'env.id': False, ...}."""
+    fields: dict[str, bool] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key, kind = prefix + f.name, hints[f.name]
+        section = isinstance(kind, type) and dataclasses.is_dataclass(kind)
+        fields[key] = section
+        if section:
+            fields.update(config_fields(kind, key + "."))
+    return fields
+
+
+def check_table_keys(
+    tables: Mapping[str, Iterable[str]], sections: Collection[str] = SECTION_TABLES
+) -> None:
+    """Every key of every table names a field of `Config`: a value field, or a section too
+    for the tables named in `sections`. A typo would silently drop its check, so it is a
+    ConfigError naming the table, the key and the closest real keys (raised at import)."""
+    fields = config_fields()
+    values = [k for k, section in fields.items() if not section]
+    for name, table in tables.items():
+        allowed = list(fields) if name in sections else values
+        for key in table:
+            if key not in allowed:
+                raise ConfigError(
+                    f"config table {name} names {key!r}, which is not a "
+                    f"{'field' if name in sections else 'value field'} of Config; "
+                    f"closest: {_closest(key, allowed)}"
+                )
+
+
+check_table_keys(TABLES)
 
 
 def train_fill(run: RunConfig | DictConfig) -> int:
@@ -327,15 +391,6 @@ def all_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
         else:
             keys.append(path)
     return keys
-
-
-def _closest(key: str, options: list[str]) -> str:
-    leaf = key.split(".")[-1]
-    close = difflib.get_close_matches(key, options, n=3, cutoff=0.5)
-    close += [o for o in options if o.split(".")[-1] == leaf and o not in close]
-    if not close:
-        close = difflib.get_close_matches(leaf, options, n=3, cutoff=0.3)
-    return ", ".join(close[:3]) if close else "`reverie config` lists every key"
 
 
 def parse_overrides(overrides: list[str]) -> DictConfig:
@@ -574,10 +629,6 @@ def _make_config(
     return _finish(cfg)
 
 
-# auto/on/off keys: YAML and OmegaConf read a bare on/off/true/false as a bool
-SWITCHES = ("run.compile",)
-
-
 def _finish(cfg: DictConfig) -> DictConfig:
     for key in SWITCHES:
         value = str(OmegaConf.select(cfg, key)).lower()
@@ -585,93 +636,6 @@ def _finish(cfg: DictConfig) -> DictConfig:
     validate(cfg)
     OmegaConf.set_readonly(cfg, True)
     return cfg
-
-
-# keys a resumed run cannot change: its checkpoint and replay would not fit them
-STRUCTURAL = ("size", "model", "ablation", "env.id", "env.image_size", "env.pixels")
-
-
-def resolve_config(run_dir: str | Path, overrides: list[str], **flags: Any) -> DictConfig:
-    """A new run's config, or the stored one of `logdir` with the given flags applied.
-
-    Flags that change the model or the env of an existing run are refused, since its
-    checkpoint and replay would not fit them.
-    """
-    logdir = run_dir
-    check_logdir(logdir)
-    stored_path = Path(logdir) / "config.yaml"
-    if not stored_path.exists():
-        return make_config(overrides, **flags)
-    try:
-        stored = from_yaml(stored_path.read_text())
-        make_config([], base=stored)  # the stored config alone must be valid
-    except Exception as e:  # noqa: BLE001 - unreadable YAML, bad bytes, bad keys or values
-        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(
-            f"{stored_path} is corrupt ({problem}): restore it (run `reverie config` with the "
-            "run's flags to regenerate it), or pick a new --logdir"
-        ) from None
-    size = flags.pop("size", None)
-    if size is not None and size != PAPER:
-        size_preset(str(size))  # an unknown size is named as such, not as another run's
-    if size is not None and size != stored.size:
-        raise ConfigError(
-            f"logdir {logdir} holds a run of size {stored.size}, not {size}: "
-            "drop --size to resume it, or pick a new --logdir"
-        )
-    cfg = make_config(overrides, base=stored, **flags)
-    keys = [k for k in all_keys(cfg) if any(k == p or k.startswith(p + ".") for p in STRUCTURAL)]
-    for key in keys:
-        old, new = OmegaConf.select(stored, key), OmegaConf.select(cfg, key)
-        if old != new:
-            raise ConfigError(
-                f"logdir {logdir} was trained with {key}={old}, this command asks for {new}: "
-                "resume with the original setting, or pick a new --logdir"
-            )
-    step = checkpoint_step(logdir)
-    if step is not None and cfg.run.steps < step:
-        raise ConfigError(
-            f"logdir {logdir} is already at step {step}, beyond the {cfg.run.steps} total env "
-            f"steps asked for (--steps, run.steps): pass --steps above {step} to train it "
-            "further, or pick a new --logdir"
-        )
-    return cfg
-
-
-def check_logdir(logdir: str | Path) -> None:
-    """A logdir must be a directory, or creatable, and writable: refused before anything runs."""
-    path = Path(logdir)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"logdir {path} is a file, not a directory: pick a new --logdir")
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(
-            f"logdir {path} cannot be created: {existing} is a file; pick a new --logdir"
-        )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "it" if existing == path else f"{existing}"
-        raise ConfigError(
-            f"logdir {path} is not writable ({where} denies this user write access): "
-            "fix its permissions (chmod u+w), or pick a new --logdir"
-        )
-
-
-def checkpoint_step(logdir: str | Path) -> int | None:
-    """The env step of the newest readable checkpoint of `logdir`, None without one.
-    Warnings about a corrupt newest one are left to the trainer, which loads it again."""
-    import contextlib
-    import io
-
-    from reverie import checkpoint
-
-    path = Path(logdir)
-    if not any((path / name).exists() for name in (checkpoint.CHECKPOINT, checkpoint.PREVIOUS)):
-        return None
-    with contextlib.redirect_stderr(io.StringIO()):
-        state = checkpoint.load_latest(path)
-    return None if state is None else int(state["counters"]["step"])
 
 
 def size_note(cfg: DictConfig) -> str:

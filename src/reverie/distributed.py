@@ -21,8 +21,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from reverie.behavior import ReturnNormalizer
 from reverie.config import ConfigError
+from reverie.errors import ReverieError
 
 Tensor = torch.Tensor
 
@@ -32,7 +32,7 @@ TIMEOUT_ENV = "REVERIE_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0
 
 
-class RankLostError(RuntimeError):
+class RankLostError(ReverieError, RuntimeError):
     """A collective failed: another rank of the job ended, or did not answer in time."""
 
 
@@ -253,19 +253,3 @@ class Comm:
         with self._guard("comparing the ranks' configs"):
             dist.broadcast(theirs, src=0)
         return self.sum_ints([int(int(theirs.item()) != mine)])[0] == 0
-
-
-class GlobalReturnNormalizer(ReturnNormalizer):
-    """The return normaliser over the global batch: the percentiles are taken over every
-    rank's imagined returns (all-gathered), so every rank keeps the scale a single process
-    training on the concatenated batch would."""
-
-    def __init__(self, decay: float, low: float, high: float, limit: float, comm: Comm):
-        super().__init__(decay, low, high, limit)
-        # a collective: the compiled imagination loss breaks its graph here. Wrapped here,
-        # not at import, since torch.compiler.disable imports torch._dynamo (slow, and it
-        # fixes Inductor's cache folder before reverie.accel can choose it)
-        self.gather = torch.compiler.disable(comm.gather_flat)
-
-    def update(self, ret: Tensor) -> None:
-        super().update(self.gather(ret.detach().float()))  # ret (H, N) per rank

@@ -5,10 +5,11 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import time
 import zlib
 from pathlib import Path
 from typing import IO
+
+from reverie.errors import ReverieError
 
 MAGIC = b"RVCK"
 
@@ -17,7 +18,7 @@ class CorruptFileError(RuntimeError):
     pass
 
 
-class DiskFullError(RuntimeError):
+class DiskFullError(ReverieError, RuntimeError):
     """A write failed for lack of space; what was on disk before it is intact."""
 
 
@@ -65,28 +66,16 @@ def strip_footer(raw: bytes, path: Path | str) -> bytes:
     return payload
 
 
-def pause_for_test(point: str) -> None:
-    """Test hook (tests/test_kill.py): at REVERIE_TEST_PAUSE=point, if REVERIE_TEST_PAUSE_FILE is
-    absent (the test armed it), write that file and sleep 0.5 s to be killed there."""
-    marker = os.environ.get("REVERIE_TEST_PAUSE_FILE", "")
-    if os.environ.get("REVERIE_TEST_PAUSE") == point and marker and not os.path.exists(marker):
-        Path(marker).write_text(point)
-        time.sleep(0.5)
-
-
-def atomic_write(path: Path | str, payload: bytes, pause: str = "") -> None:
+def atomic_write(path: Path | str, payload: bytes) -> None:
     """Write to a temporary name, fsync, rename: readers see the old file or the new one.
 
     Stale temporary files of killed writers (`.NAME.tmpPID`) are ignored by every reader.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    view = memoryview(payload)
     try:
         with open(tmp, "wb") as f:
-            write(f, view[: len(view) // 2])
-            pause_for_test(pause)  # a kill here leaves a torn temporary file
-            write(f, view[len(view) // 2 :])
+            write(f, payload)
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:

@@ -13,10 +13,12 @@ import os
 import socket
 from pathlib import Path
 
+from reverie.errors import ReverieError
+
 LOCK = ".lock"
 
 
-class LogdirInUseError(RuntimeError):
+class LogdirInUseError(ReverieError, RuntimeError):
     """Another process trains in this logdir."""
 
 

@@ -12,8 +12,8 @@ def tune_malloc() -> bool:
     """Keep freed memory in glibc's heap instead of returning it to the OS.
 
     An update allocates and frees the same large activations every step; by default glibc
-    maps them fresh each time and every first touch page-faults. Measured: about 5% per
-    update at size 1m on 2 cores (benchmarks/profile_update.py). No-op off glibc.
+    maps them fresh each time and every first touch page-faults, which costs a measurable
+    share of a small update (benchmarks/profile_update.py shows it). No-op off glibc.
     """
     if not sys.platform.startswith("linux"):
         return False

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from reverie import checkpoint
-from reverie.agent import Agent
-from reverie.config import from_yaml, make_config
-from reverie.specs import ActSpec, specs_from_state
+from reverie.agent import Agent, act_step
+from reverie.config import ConfigError
+from reverie.run_dir import load_agent
+from reverie.specs import ActSpec, bounds_affine
 
 Tensor = torch.Tensor
 STATE_KEYS = ("deter", "stoch", "action")  # the recurrent state, in the exported order
@@ -46,13 +46,11 @@ class PolicyStep(nn.Module):
         k = len(self.keys)
         obs = dict(zip(self.keys, inputs[:k], strict=True))
         is_first, deter, stoch, prev_action = inputs[k:]
-        embed = self.encoder(obs, bdims=1)
-        state = {"deter": deter, "stoch": stoch}
-        latent, _ = self.rssm.obs_step(state, prev_action, embed, is_first, sample=self.sample)
-        dist = self.actor(self.rssm.feat(latent))
-        action = dist.sample() if self.sample else dist.mode()
-        if self.continuous:
-            action = action.clamp(-1.0, 1.0)
+        state = {"deter": deter, "stoch": stoch, "action": prev_action}
+        nets = (self.encoder, self.rssm, self.actor)
+        action, latent = act_step(
+            *nets, self.continuous, obs, is_first, state, self.sample, self.sample
+        )
         return action, latent["deter"], latent["stoch"]
 
 
@@ -60,42 +58,51 @@ class EnvActionStep(nn.Module):
     """`PolicyStep` whose action output is in the env's own format: the index of a
     discrete action (N,) int64, or continuous values mapped onto the env's bounds (N, A)."""
 
-    finite: Tensor
-    low: Tensor
-    high: Tensor
+    scale: Tensor
+    offset: Tensor
 
     def __init__(self, step: PolicyStep, act: ActSpec):
         super().__init__()
         self.step, self.discrete, self.start = step, act.discrete, act.start
-        low = torch.tensor(act.low if act.low is not None else [-1.0] * act.dim)
-        high = torch.tensor(act.high if act.high is not None else [1.0] * act.dim)
-        finite = torch.isfinite(low) & torch.isfinite(high)
-        self.register_buffer("finite", finite)
-        self.register_buffer("low", torch.where(finite, low, -1.0))
-        self.register_buffer("high", torch.where(finite, high, 1.0))
+        scale, offset = bounds_affine(act.low, act.high, act.dim)
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32))
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         action, deter, stoch = self.step(*inputs)
         if self.discrete:
             env_action = action.argmax(-1) + self.start
         else:
-            scaled = self.low + (action + 1.0) / 2.0 * (self.high - self.low)
-            env_action = torch.where(self.finite, scaled, action)
+            env_action = action * self.scale + self.offset  # as ActSpec.to_env
         return env_action, action, deter, stoch
+
+
+def unbatch(action: Any) -> Any:
+    """The first (only) action of a batch of one, in the same form (array or dict)."""
+    if isinstance(action, dict):
+        return {k: v[0] for k, v in action.items()}
+    return action[0]
 
 
 class Policy:
     """The recurrent policy of a trained agent (encoder, RSSM posterior step, actor).
 
     >>> policy = load_policy("logs/cartpole")
-    >>> action, state = policy.act({"vector": obs[None]})   # a new episode: no state
-    >>> action, state = policy.act({"vector": obs[None]}, state)
+    >>> obs, _ = env.reset()
+    >>> action, state = policy.act(obs)          # a new episode: no state
+    >>> obs, *_ = env.step(action)
+    >>> action, state = policy.act(obs, state)   # batches (N, ...) and dicts work too
     """
 
-    def __init__(self, agent: Agent):
+    def __init__(self, agent: Agent, shared: bool = False):
+        """:param shared: the agent also trains (`reverie.Dreamer`): its modules keep their
+        training flag (which compiled update code is guarded on)."""
         self.agent = agent
         self.obs_spec, self.act_spec, self.device = agent.obs_spec, agent.act_spec, agent.device
-        self.steps = {s: PolicyStep(agent, sample=s).eval() for s in (False, True)}
+        self.steps = {s: PolicyStep(agent, sample=s) for s in (False, True)}
+        if not shared:
+            for step in self.steps.values():
+                step.eval()
 
     def initial_state(self, n: int) -> dict[str, Tensor]:
         """The state before the first step of n episodes (zeros)."""
@@ -104,25 +111,64 @@ class Policy:
     @torch.inference_mode()
     def act(
         self,
-        obs: dict[str, Any],
+        obs: Any,
         state: dict[str, Tensor] | None = None,
         deterministic: bool = False,
-    ) -> tuple[np.ndarray, dict[str, Tensor]]:
-        """Actions for N observations (N, ...) in the env's own format, and the new state.
+    ) -> tuple[Any, dict[str, Tensor]]:
+        """The env's action for an observation, and the new state.
 
-        `obs['is_first']` (N,) marks episode starts (default: True without a state, else
-        False). `deterministic` takes the mode of the latent and of the policy.
+        `obs` as the env returned it (a bare array for a single-key observation, or a dict
+        by key), one observation or a batch of N (N, ...); the action comes back the same
+        way (one action, or N). A dict's `is_first` (N,) marks episode starts (default:
+        True without a state, else False). `deterministic` takes the mode of the latent
+        and of the policy.
         """
-        n = len(np.asarray(next(v for k, v in obs.items() if k != "is_first")))
-        first = obs.get("is_first", np.full(n, state is None))
+        arrays, single = self._batched(obs)
+        n = len(next(iter(arrays.values())))
+        first = obs.get("is_first") if isinstance(obs, dict) else None
+        if first is None:
+            first = np.full(n, state is None)
         state = state if state is not None else self.initial_state(n)
-        dev = self.device
-        tensors = [torch.as_tensor(np.asarray(obs[k]), device=dev) for k in self.obs_spec.keys]
-        is_first = torch.as_tensor(np.asarray(first, bool), device=dev)
+        tensors = [torch.as_tensor(arrays[k], device=self.device) for k in self.obs_spec.keys]
+        is_first = torch.as_tensor(np.asarray(first, bool).reshape(n), device=self.device)
         inputs = (*tensors, is_first, *(state[k] for k in STATE_KEYS))
         action, deter, stoch = self.steps[not deterministic](*inputs)
         new = {"deter": deter, "stoch": stoch, "action": action}
-        return self.act_spec.to_env(action.float().cpu().numpy()), new
+        env_action = self.act_spec.to_env(action.float().cpu().numpy())
+        return (unbatch(env_action) if single else env_action), new
+
+    def _batched(self, obs: Any) -> tuple[dict[str, np.ndarray], bool]:
+        """The observation as (N, ...) arrays by key in the model's dtypes, and whether it
+        was a single one (no batch axis)."""
+        keys = self.obs_spec.keys
+        if not isinstance(obs, dict):
+            if len(keys) != 1:
+                raise ConfigError(
+                    f"this policy reads the observation keys {keys}: pass a dict by key"
+                )
+            obs = {keys[0]: obs}
+        missing = [k for k in keys if k not in obs]
+        if missing:
+            raise ConfigError(f"the observation lacks {missing}; this policy reads {keys}")
+        shapes = {**{k: (v,) for k, v in self.obs_spec.vectors.items()}, **self.obs_spec.images}
+        out: dict[str, np.ndarray] = {}
+        singles: set[bool] = set()
+        for key in keys:
+            value, shape = np.asarray(obs[key]), shapes[key]
+            if value.shape == shape:
+                value, single = value[None], True
+            elif value.shape[1:] == shape:
+                single = False
+            else:
+                raise ConfigError(
+                    f"observation {key!r} has shape {value.shape}; this policy expects {shape} "
+                    f"(one observation) or (N, {', '.join(map(str, shape))}) (a batch of N)"
+                )
+            dtype = np.uint8 if key in self.obs_spec.images else np.float32
+            out[key], singles = value.astype(dtype, copy=False), singles | {single}
+        if len(singles) > 1:
+            raise ConfigError("pass every observation key batched (N, ...) or none of them")
+        return out, singles.pop()
 
     def example_inputs(self, n: int = 1) -> tuple[Tensor, ...]:
         """Inputs of one step of n new episodes with zero observations (for export)."""
@@ -136,36 +182,12 @@ class Policy:
         return (*obs, is_first, *(state[k] for k in STATE_KEYS))
 
 
-def _read_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    state = checkpoint.load_file(path) if path.is_file() else checkpoint.load_latest(path)
-    if state is None:
-        raise FileNotFoundError(
-            f"no checkpoint in {path}: train there first (reverie train --logdir {path})"
-        )
-    return state
-
-
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     """The policy of the newest checkpoint of a logdir, or of one checkpoint file.
 
     Loads the networks alone: no env is built, no replay read, no optimiser state kept.
     """
-    state = _read_checkpoint(path)
-    cfg = make_config(["run.compile=off"], base=from_yaml(state["config"]))
-    if "specs" in state:
-        obs_spec, act_spec = specs_from_state(state["specs"])
-    else:  # written before specs were stored: ask the env
-        from reverie.envs import describe_spaces, env_kwargs, make_env
-
-        env = make_env(str(cfg.env.id), **env_kwargs(cfg.env))
-        obs_spec, act_spec = describe_spaces(env)
-        env.close()
-    agent = Agent(obs_spec, act_spec, cfg, device, learner=False)
-    agent.load_state_dict(state["agent"]["agent"])
-    del state
-    agent.requires_grad_(False)
-    return Policy(agent.eval())
+    return Policy(load_agent(path, device).agent)
 
 
 FORMATS = ("onnx", "torchscript")
@@ -178,9 +200,9 @@ def export_policy(policy: Policy, out: str | Path, fmt: str) -> Path:
     step's previous action), deter and stoch. `initial_state`: all state inputs zero.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {FORMATS}")
     if policy.act_spec.parts:
-        raise ValueError(
+        raise ConfigError(
             f"exporting a policy with {policy.act_spec.container} actions is not supported "
             "yet; use reverie.load_policy, or export the weights (--format safetensors)"
         )

@@ -208,7 +208,7 @@ class Replay:
         # allow_pickle named (its default): else mypy matches **arrays against the bool param
         np.savez(buf, allow_pickle=True, **arrays)
         payload = buf.getvalue()
-        atomic_write(path, with_footer(payload), pause="chunk")
+        atomic_write(path, with_footer(payload))
         chunk.saved_length = chunk.length
         if self.disk_budget:
             self._enforce_budget((chunk.index, chunk.stream), path)

@@ -1,20 +1,16 @@
-"""Running a trained agent outside the training loop: episodes in a fresh env, evaluation,
-and loading the newest checkpoint of a logdir without a Trainer."""
+"""Running a trained agent outside the training loop: episodes in a fresh env, and
+evaluation (`reverie.run_dir.load_agent` loads a trained one)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 
-from reverie import checkpoint
-from reverie.accel import pick_device
 from reverie.agent import Agent
-from reverie.config import from_yaml, make_config
-from reverie.envs import describe_spaces, env_kwargs, make_env, split_id
+from reverie.envs import env_kwargs, make_env, split_id
 from reverie.envs.custom import EnvFactory
 
 Obs = dict[str, np.ndarray]
@@ -99,20 +95,3 @@ def evaluate(
         f"{prefix}length": float(np.mean(lengths)),
         f"{prefix}return_std": float(np.std(returns)),
     }
-
-
-def load_trained(logdir: str | Path) -> tuple[Agent, DictConfig, dict]:
-    """(agent, config, checkpoint state) of the newest checkpoint of `logdir`."""
-    logdir = Path(logdir)
-    state = checkpoint.load_latest(logdir)
-    if state is None:
-        raise FileNotFoundError(
-            f"no checkpoint in {logdir}: train there first (reverie train --logdir {logdir})"
-        )
-    cfg = make_config([], base=from_yaml(state["config"]))
-    env = make_env(str(cfg.env.id), **env_kwargs(cfg.env))
-    obs_spec, act_spec = describe_spaces(env)
-    env.close()
-    agent = Agent(obs_spec, act_spec, cfg, pick_device(cfg.run.device))
-    agent.load_checkpoint_state(state["agent"])
-    return agent, cfg, state

@@ -5,7 +5,6 @@
 - The replay step schema: the keys of one stored step, and how the posterior latent of
   each step is kept (deter as fp16, stoch as uint8 class indices) and read back.
 - `replay_length`: the sequence length replay serves (the trained steps plus context).
-- `random_batch`: a replay-shaped batch of random data for tests and benchmarks.
 
 Shape legend used across the package: B batch, T time, H imagination horizon, N flattened
 batch (B*T, or envs when acting), S stochastic latents, K classes per latent, D width of
@@ -94,9 +93,7 @@ class ActSpec:
             if self.container == "multidiscrete":
                 return np.stack(values, -1)
             return {p.key: v for p, v in zip(self.parts, values)}
-        if self.discrete:
-            return action.argmax(-1) + self.start
-        return to_bounds(action, self.low, self.high)
+        return ActPart("", self.discrete, self.dim, self.start, self.low, self.high).to_env(action)
 
 
 def to_bounds(
@@ -106,10 +103,24 @@ def to_bounds(
     action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
     if low is None or high is None:
         return action
+    scale, offset = bounds_affine(low, high)
+    return action * scale + offset
+
+
+def bounds_affine(
+    low: tuple[float, ...] | None, high: tuple[float, ...] | None, dim: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset), float64: the env's value of a [-1, 1] action is action * scale +
+    offset, [-1, 1] onto [low, high] where both bounds are finite, the action itself
+    elsewhere (and everywhere without bounds). The one mapping of continuous actions:
+    `to_bounds` and the exported policy (`reverie.policy.EnvActionStep`) use it."""
+    if low is None or high is None:
+        return np.ones(dim), np.zeros(dim)
     lo, hi = np.asarray(low, np.float64), np.asarray(high, np.float64)
     finite = np.isfinite(lo) & np.isfinite(hi)
-    scaled = np.where(finite, lo, 0.0) + (action + 1.0) / 2.0 * np.where(finite, hi - lo, 0.0)
-    return np.where(finite, scaled, action)
+    scale = np.where(finite, (np.where(finite, hi, 1.0) - np.where(finite, lo, -1.0)) / 2, 1.0)
+    offset = np.where(finite, (np.where(finite, hi, 0.0) + np.where(finite, lo, 0.0)) / 2, 0.0)
+    return scale, offset
 
 
 def specs_from_spaces(obs_space: spaces.Dict, act_space: spaces.Space) -> tuple[ObsSpec, ActSpec]:
@@ -233,37 +244,3 @@ def replay_step(
     }
     assert set(step) == set(obs) | set(STEP_KEYS), sorted(step)
     return step
-
-
-# ------------------------------------------------------------------ test data
-def random_batch(
-    cfg: Any, obs: ObsSpec, act: ActSpec, seed: int = 0, ends: float = 0.0
-) -> dict[str, Tensor]:
-    """A replay-shaped batch (B, context + T, ...) of random data, for tests and benchmarks.
-
-    Each sequence starts an episode; with `ends` > 0 every later step also starts (and,
-    independently, ends by termination) an episode with that probability.
-    """
-    rng = np.random.default_rng(seed)
-    b, t = cfg.run.batch_size, replay_length(cfg.run, cfg.replay)
-    data: dict[str, np.ndarray] = {
-        k: rng.normal(size=(b, t, n)).astype(np.float32) for k, n in obs.vectors.items()
-    }
-    data.update(
-        {k: rng.integers(0, 255, (b, t, *s), dtype=np.uint8) for k, s in obs.images.items()}
-    )
-    if act.discrete:
-        data["action"] = np.eye(act.dim, dtype=np.float32)[rng.integers(0, act.dim, (b, t))]
-    else:
-        data["action"] = rng.uniform(-1, 1, (b, t, act.dim)).astype(np.float32)
-    data["reward"] = rng.normal(size=(b, t)).astype(np.float32)
-    data["is_first"] = np.zeros((b, t), bool)
-    data["is_first"][:, 0] = True
-    data["is_last"] = np.zeros((b, t), bool)
-    if ends:
-        data["is_first"] |= rng.random((b, t)) < ends
-        data["is_last"] = rng.random((b, t)) < ends
-    data["is_terminal"] = data["is_last"].copy()
-    data["deter"] = rng.normal(size=(b, t, cfg.model.deter)).astype(np.float16)
-    data["stoch"] = rng.integers(0, cfg.model.classes, (b, t, cfg.model.stoch), dtype=np.uint8)
-    return {k: torch.as_tensor(v) for k, v in data.items()}

@@ -1,6 +1,8 @@
 """The training loop: act in the envs, store the steps, update at the train ratio, log,
-evaluate, dream and checkpoint. It owns the clocks and is the only module that knows
-all the others (`Trainer.train` is the loop; each of its steps is a method below).
+evaluate, dream and checkpoint. `Trainer.train` is the loop; each of its steps is a
+method below. The trainer receives what it works with (`reverie.build.open_trainer`
+builds them): the envs, agent, replay, logger, and a coordinator that makes every
+decision that depends on how many processes train together (`reverie.coordinator`).
 
 Under torchrun every rank runs this loop in lockstep on its own envs and replay; the
 update averages gradients over the ranks, rank 0 alone writes the checkpoint and the
@@ -19,37 +21,29 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from reverie import checkpoint
-from reverie.accel import describe, learner_threads, pick_device
 from reverie.agent import Agent
 from reverie.callbacks import Callback
+from reverie.checkpoint import CHECKPOINT
 from reverie.clocks import Every, Speedometer, TrainRatio
-from reverie.config import ConfigError, size_note, to_yaml, train_fill
-from reverie.distributed import (
-    Comm,
-    check_world_size,
-    local_batch,
-    rank_seed,
-    replay_folder,
-    world_from_env,
-)
-from reverie.envs import describe_spaces, make_vector_env, uses_workers
+from reverie.config import to_yaml, train_fill, typed
+from reverie.coordinator import Coordinator
 from reverie.envs.checks import EnvContractError, nonfinite_keys
 from reverie.envs.custom import EnvFactory
 from reverie.envs.episode_stats import EpisodeStats, EpisodeTracker, info_at
-from reverie.files import DiskFullError, atomic_write, pause_for_test, remove_stale_temps
+from reverie.errors import ReverieError
+from reverie.files import DiskFullError
 from reverie.interrupts import Interrupted, InterruptGuard
-from reverie.lock import LogdirInUseError, LogdirLock
-from reverie.logger import Logger, MetricsMean, NullLogger, Progress
-from reverie.perf import tune_malloc
+from reverie.lock import LogdirLock
+from reverie.logger import Logger, MetricsMean, Progress
 from reverie.replay import Replay
 from reverie.rollout import evaluate
-from reverie.specs import replay_length, replay_step, specs_state, to_numpy
+from reverie.run_dir import Checkpoint, Counters, RankState, save_checkpoint, specs_of
+from reverie.specs import replay_length, replay_step, to_numpy
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(ReverieError, RuntimeError):
     """Training produced non-finite losses or gradients too many updates in a row."""
 
 
@@ -84,246 +78,78 @@ class EnvStep:
 
 
 class Trainer:
-    """The training loop of one run in `logdir`, resumed from what it holds.
+    """The training loop of one run in `logdir`, over the collaborators it is given
+    (`reverie.build.open_trainer` builds them and resumes them from the logdir)."""
 
-    :param factory: builds your own env instead of `cfg.env.id` (`reverie.envs.custom`).
-    """
-
-    def __init__(self, cfg: DictConfig, logdir: str | Path, factory: EnvFactory | None = None):
-        self.cfg, self.factory = cfg, factory
-        self.logdir = Path(logdir)
-        self.world = world_from_env()  # one process unless torchrun launched this one
-        self.batch_size = local_batch(cfg.run.batch_size, self.world)  # this rank's share
-        self.seed = rank_seed(cfg.seed, self.world.rank)
-        tune_malloc()
-        workers = cfg.env.num_envs if uses_workers(cfg.env) else 0
-        torch.set_num_threads(learner_threads(cfg.run.threads, workers, self.world.local_size))
-        seed_everything(cfg.seed)  # the same initial weights on every rank
-        local_rank = self.world.local_rank if self.world.active else None
-        self.device = pick_device(cfg.run.device, local_rank)
-        self.env = make_vector_env(cfg.env, self.seed, factory)  # bad env ids fail before any file
-        self.obs_spec, self.act_spec = describe_spaces(self.env)  # and unsupported spaces
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        self.lock = LogdirLock(self.logdir)
-        self.comm = Comm(self.world, self.device)
-        try:
-            self.comm = Comm.connect(self.world, self.device)
-            self._lock_logdir()  # before anything is read or written
-            self._check_same_config(cfg)
-            self._build(cfg)
-        except BaseException:
-            self.lock.release()
-            self.env.close()
-            self.comm.close()
-            raise
-        if self.world.main:
-            print(f"reverie: {size_note(self.cfg)}", file=sys.stderr)
-            how = describe(bool(self.agent.compiled), self.agent.precision, self.cfg.run.compile)
-            print(f"reverie: {how}", file=sys.stderr)
-
-    def _lock_logdir(self) -> None:
-        """One trainer per logdir: in a job rank 0 holds the lock for all ranks, and tells
-        them whether it got it."""
-        if not self.world.active:
-            self.lock.acquire()
-            return
-        refused: LogdirInUseError | None = None
-        if self.world.main:
-            try:
-                self.lock.acquire()
-            except LogdirInUseError as e:
-                refused = e
-        if self.comm.sum_ints([refused is not None])[0]:
-            raise refused or LogdirInUseError(
-                f"logdir {self.logdir} is in use by another trainer (rank 0 of this job "
-                "could not lock it); wait for it to end or stop it, or pick another --logdir"
-            )
-
-    def _check_same_config(self, cfg: DictConfig) -> None:
-        if not self.comm.same_everywhere(to_yaml(cfg)):
-            raise ConfigError(
-                "the ranks of this job resolved different configs: launch the same command "
-                "on every host, with the same logdir contents (config.yaml)"
-            )
-
-    def _build(self, cfg: DictConfig) -> None:
-        """The agent, replay and counters, resumed from what the logdir holds."""
-        self.agent = Agent(self.obs_spec, self.act_spec, cfg, self.device, comm=self.comm)
-        if self.world.active:
-            seed_everything(self.seed)  # from here each rank draws its own random numbers
-        rc, run = cfg.replay, cfg.run
-        self.seq_len = replay_length(run, rc)
-        n = self.world.size  # capacity and disk budget are the job's: each rank holds 1/n
-        self.replay = Replay(
-            rc.capacity // n,
-            rc.chunk,
-            replay_folder(self.logdir / "replay", self.world) if rc.save else None,
-            rc.selector,
-            rc.recency_exponent,
-            seed=self.seed,
-            disk_budget_mb=rc.disk_budget_mb / n,
-            online_length=self.seq_len if rc.online else 0,
-        )
+    def __init__(
+        self,
+        cfg: DictConfig,
+        logdir: Path,
+        env: Any,
+        agent: Agent,
+        replay: Replay,
+        logger: Logger,
+        coordinator: Coordinator,
+        lock: LogdirLock,
+        counters: Counters,
+        episode_stats: EpisodeStats,
+        factory: EnvFactory | None = None,
+    ):
+        self.cfg, self.logdir, self.factory = cfg, Path(logdir), factory
+        self.env, self.agent, self.replay, self.logger = env, agent, replay, logger
+        self.coordinator, self.lock, self.episode_stats = coordinator, lock, episode_stats
+        typed_cfg = typed(cfg)  # read by field in the loop; `cfg` is what the run saves
+        self.run, self.envs_cfg, self.replay_cfg = typed_cfg.run, typed_cfg.env, typed_cfg.replay
+        run = self.run
+        self.obs_spec, self.act_spec, self.device = agent.obs_spec, agent.act_spec, agent.device
+        self.batch_size = coordinator.batch_size(run.batch_size)  # this rank's share
+        self.seed = coordinator.seed(cfg.seed)
+        self.seq_len = replay_length(run, self.replay_cfg)
         self.ratio = TrainRatio(run.train_ratio, run.batch_size * run.batch_length)
-        self.step = 0
-        self.updates = 0
-        self.train_start: int | None = None
-        self.episodes = 0
-        self.eval_clock = Every(run.eval_every or None)
+        self.step, self.updates = counters.step, counters.updates
+        self.train_start, self.episodes = counters.train_start, counters.episodes
+        self.eval_clock = Every(run.eval_every or None, counters.last_eval)
         self.dream_clock = Every(run.dream_every or None)
         self.nonfinite_in_row = 0
         self.returns: deque[float] = deque(maxlen=20)
-        self.episode_stats = EpisodeStats()  # Crafter achievements
         self.metrics = MetricsMean()
-        self.interrupted = False  # a job's SIGINT/SIGTERM, acted on by all ranks together
         self.last_saved: tuple[int, Path] | None = None  # (env step, path) of this process
-        self.stop_all = False  # a job's agreed stop (`_checkpoint_due`)
-        self.logger: Logger | None = None
         self.callbacks: list[Callback] = []
         self.stopped_by: str | None = None  # the callback hook that stopped `train`
-        self._resume()
-        if self.world.main:
-            atomic_write(self.logdir / "config.yaml", to_yaml(cfg).encode())
+        self.stop = False  # the loop's agreed stop (a callback's, or a signal's)
+        self.interrupted = False  # a job's SIGINT/SIGTERM, acted on by all ranks together
 
     @property
     def last_eval(self) -> int:
         return int(self.eval_clock.last)
 
-    # -------------------------------------------------------------- resuming
-    def _resume(self) -> None:
-        # rank 0 reads the checkpoint for all: other hosts need no copy of it
-        state = self.comm.from_main(lambda: checkpoint.load_latest(self.logdir))
-        if state is not None:
-            check_world_size(state, self.world, self.logdir)
-        if self.world.main:
-            remove_stale_temps(self.logdir)  # of a killed run's checkpoint write
-        steps = self.replay.load()
-        if self.replay.skipped_files:
-            print(
-                f"reverie: warning: skipped unreadable replay chunks: "
-                f"{', '.join(self.replay.skipped_files)}",
-                file=sys.stderr,
-            )
-        if state is None:
-            return
-        self.agent.load_checkpoint_state(state["agent"])
-        c = state["counters"]
-        self.step, self.updates, self.train_start = c["step"], c["updates"], c["train_start"]
-        self.eval_clock.last = c["last_eval"]
-        # a job's checkpoint holds what is each rank's own in `ranks` (rank 0's at the top too)
-        mine = state["ranks"][self.world.rank] if self.world.active else state
-        self.replay.load_state(mine["replay"])
-        self.episodes = mine["counters"]["episodes"]
-        self.episode_stats.load_state(mine.get("episode_stats"))
-        random.setstate(mine["rng"]["python"])
-        np.random.set_state(mine["rng"]["numpy"])
-        torch.set_rng_state(mine["rng"]["torch"])
-        who = f"rank {self.world.rank}: " if self.world.active else ""
-        print(
-            f"reverie: {who}resumed {self.logdir} at step {self.step} ({self.updates} updates, "
-            f"{steps} replay steps)",
-            file=sys.stderr,
-        )
-
-    def save(self) -> Path:
-        """Write a checkpoint. In a job every rank calls it at the same point: each writes
-        its replay chunks, and rank 0 writes the checkpoint with every rank's own state."""
-        self.replay.flush()
-        mine = self._rank_state()
-        ranks = self.comm.gather_to_main(mine)
-        if not self.world.main:
-            return self.logdir / checkpoint.CHECKPOINT
-        state = {
-            "config": to_yaml(self.cfg),
-            "agent": self.agent.checkpoint_state(),
-            "replay": mine["replay"],
-            "counters": {
-                "step": self.step,
-                "updates": self.updates,
-                "train_start": self.train_start,
-                "episodes": self.episodes,
-                "last_eval": self.last_eval,
-            },
-            "episode_stats": mine["episode_stats"],
-            "specs": specs_state(self.obs_spec, self.act_spec),  # reverie.policy reads them
-            "rng": mine["rng"],
-        }
-        if self.world.active:
-            state.update(world_size=self.world.size, ranks=ranks)
-        path = checkpoint.save(self.logdir, state)
-        self.last_saved = (self.step, path)
-        return path
-
-    def _rank_state(self) -> dict[str, Any]:
-        """What each rank holds of its own: replay sampler, episodes, random states."""
-        return {
-            "replay": self.replay.state(),
-            "counters": {"episodes": self.episodes},
-            "episode_stats": self.episode_stats.state(),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": numpy_rng_state(),
-                "torch": torch.get_rng_state(),
-            },
-        }
-
     # ------------------------------------------------------------- the loop
     def train(self, steps: int | None = None, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
         """Run until `steps` total env steps (default run.steps), or until a callback
         (`reverie.callbacks`) stops it. Returns a summary."""
-        rc = self.cfg.run
         self.callbacks, self.stopped_by = list(callbacks), None
-        self.stop_all, self.interrupted = False, False
-        total = int(steps if steps is not None else rc.steps)
-        self.logger = self.logger or self._open_logger()
-        bar = rc.progress and sys.stderr.isatty() and self.world.main
-        progress = Progress(total, self.step, bar)
+        self.stop, self.interrupted = False, False
+        total = int(steps if steps is not None else self.run.steps)
         start = time.time()
-        run_speed, log_speed = (Speedometer(start, self.step, self.updates) for _ in range(2))
-        log_clock, ckpt_clock = Every(rc.log_every, start), Every(rc.checkpoint_every, start)
-        tracker = EpisodeTracker(self.cfg.env.num_envs)
-        incoming, state = self.reset_envs(), None
+        log_speed = Speedometer(start, self.step, self.updates)
         # the first SIGINT/SIGTERM stops the loop (alone: at once, by KeyboardInterrupt; in a
         # job: at the next step, all ranks together); later ones cannot interrupt the save
-        with InterruptGuard(raise_first=not self.world.active) as signals:
+        with InterruptGuard(raise_first=self.coordinator.raises_on_signal) as signals:
+            progress = self._progress_bar(total)
             try:
-                while self.step < total and not self._stopping():
-                    action, state = self.agent.policy(
-                        {**incoming.obs, "is_first": incoming.is_first}, state
-                    )
-                    self.store(incoming, action, state)
-                    self.send_actions(action)  # env workers step while the learner updates
-                    self.step += self.cfg.env.num_envs * self.world.size  # all ranks' env steps
-                    self.update()  # reads only what replay held before this step: same result
-                    incoming = self.receive(incoming, tracker)
-                    now = time.time()
-                    if log_clock(now):
-                        self._log_train(log_speed.read(now, self.step, self.updates))
-                    if self.eval_clock(self.step) and self.world.main:
-                        self.logger.write(self.step, self.evaluate(rc.eval_episodes))
-                    if self.dream_clock(self.step) and self.world.main:
-                        self._dream()
-                    self.interrupted = self.interrupted or signals.received
-                    if self._checkpoint_due(ckpt_clock, now):
-                        self._hook("on_checkpoint", self.save())
-                    self._hook("on_step")
-                    progress.update(self.step, self._progress_info(run_speed))
-                if self.interrupted:
-                    raise Interrupted(self.last_saved)  # a job's: all ranks saved together above
+                self._loop(total, start, log_speed, progress, signals)
             except Interrupted:
                 raise
             except KeyboardInterrupt:
-                if not self.world.active:
+                if self.coordinator.saves_after_error:
                     self.save()
                 raise Interrupted(self.last_saved) from None
             except EnvContractError:
-                # a broken env: keep what was learned. A job's checkpoint takes every rank,
-                # which one rank's error cannot wait for: there the last checkpoint stands
-                if not self.world.active:
-                    self.save()
+                if self.coordinator.saves_after_error:
+                    self.save()  # a broken env: keep what was learned
                 raise
             except DiskFullError:
-                if not self.world.active:
+                if self.coordinator.saves_after_error:
                     self._save_what_fits()
                 raise
             finally:
@@ -331,6 +157,53 @@ class Trainer:
         self._log_train(log_speed.read(time.time(), self.step, self.updates))
         path = self.save()
         self.logger.flush()
+        return self._summary(start, path)
+
+    def _loop(
+        self,
+        total: int,
+        start: float,
+        log_speed: Speedometer,
+        progress: Progress,
+        signals: InterruptGuard,
+    ) -> None:
+        rc, num_envs = self.run, self.envs_cfg.num_envs
+        run_speed = Speedometer(start, self.step, self.updates)
+        log_clock, ckpt_clock = Every(rc.log_every, start), Every(rc.checkpoint_every, start)
+        tracker = EpisodeTracker(num_envs)
+        incoming, state = self.reset_envs(), None
+        while self.step < total and not self.coordinator.stops(self.stop, self.stopped_by):
+            obs = {**incoming.obs, "is_first": incoming.is_first}
+            action, state = self.agent.policy(obs, state)
+            self.store(incoming, action, state)
+            self.send_actions(action)  # env workers step while the learner updates
+            self.step += self.coordinator.env_steps(num_envs)
+            self.update()  # reads only what replay held before this step: same result
+            incoming = self.receive(incoming, tracker)
+            now = time.time()
+            if log_clock(now):
+                self._log_train(log_speed.read(now, self.step, self.updates))
+            if self.eval_clock(self.step) and self.coordinator.main:
+                self.logger.write(self.step, self.evaluate(rc.eval_episodes))
+            if self.dream_clock(self.step) and self.coordinator.main:
+                self._dream()
+            if self._agree(ckpt_clock(now), signals.received):
+                self._hook("on_checkpoint", self.save())
+            self._hook("on_step")
+            progress.update(self.step, self._progress_info(run_speed))
+        if self.interrupted:
+            raise Interrupted(self.last_saved)  # a job's: all ranks saved together above
+
+    def _agree(self, checkpoint_due: bool, signalled: bool) -> bool:
+        """Whether to checkpoint now; sets the loop's stop (what the coordinator agreed
+        from this step's callbacks and signals)."""
+        agreed = self.coordinator.agree(checkpoint_due, self.stopped_by is not None, signalled)
+        if agreed.stop and self.stopped_by is None and not agreed.interrupted:
+            self.stopped_by = "a callback on rank 0"
+        self.stop, self.interrupted = agreed.stop, agreed.interrupted
+        return agreed.checkpoint
+
+    def _summary(self, start: float, path: Path) -> dict[str, Any]:
         return {
             "step": self.step,
             "updates": self.updates,
@@ -342,65 +215,26 @@ class Trainer:
             "stopped_by": self.stopped_by,
         }
 
-    def _stopping(self) -> bool:
-        """Whether a callback stopped the run; in a job, what all ranks agreed on."""
-        return self.stop_all if self.world.active else self.stopped_by is not None
-
-    def _checkpoint_due(self, clock: Every, now: float) -> bool:
-        """Whether to checkpoint now: the clock's call alone, or in a job rank 0's clock,
-        shared with every rank along with stops and interrupts (one small all-reduce per
-        step keeps the ranks' loops in step)."""
-        if not self.world.active:
-            return clock(now)
-        flags = [self.world.main and clock(now), self.stopped_by is not None, self.interrupted]
-        due, stop, interrupted = self.comm.sum_ints([int(f) for f in flags])
-        if stop and self.stopped_by is None:
-            self.stopped_by = "a callback on rank 0"
-        self.interrupted = bool(interrupted)
-        self.stop_all = bool(stop or interrupted)
-        return bool(due or interrupted)  # an interrupt saves first
-
-    def _save_what_fits(self) -> None:
-        """After a full disk: a new checkpoint if it still fits, else the last one stands
-        (each write is atomic, so a failed one changes nothing on disk)."""
-        try:
-            self.save()
-        except DiskFullError:
-            pass
-
-    def _open_logger(self) -> Logger:
-        if not self.world.main:
-            return NullLogger()  # rank 0 writes the logs of a job
-        lc = self.cfg.logger
-        sink = None
-        if lc.wandb:
-            from reverie.wandb_sink import WandbSink
-
-            config = OmegaConf.to_container(self.cfg, resolve=True)
-            assert isinstance(config, dict)
-            plain = {str(k): v for k, v in config.items()}
-            sink = WandbSink(self.logdir, lc.wandb_project, lc.wandb_entity, plain)
-        return Logger(self.logdir, self.cfg.run.tensorboard, sink)
-
     def _hook(self, name: str, *args: Any) -> None:
         """Call hook `name` of every callback; one that returns False stops the run.
-        In a job they run on rank 0 (`_checkpoint_due` tells the others of a stop)."""
-        if not self.world.main:
+        In a job they run on rank 0 (the coordinator tells the others of a stop)."""
+        if not self.coordinator.main:
             return
         for callback in self.callbacks:
             if getattr(callback, name)(self, *args) is False and self.stopped_by is None:
                 self.stopped_by = f"{type(callback).__name__}.{name}"
 
+    # ------------------------------------------------------------- acting
     def reset_envs(self) -> EnvStep:
         obs, infos = self.env.reset(seed=self.seed + 1000 * self.episodes)
         self._env_faults(infos)
-        return EnvStep.first(obs, self.cfg.env.num_envs)
+        return EnvStep.first(obs, self.envs_cfg.num_envs)
 
     def store(self, incoming: EnvStep, action: torch.Tensor, latent: dict) -> None:
         """Replay keeps each step with the action taken on it and its posterior latent."""
         e = incoming
         step = replay_step(e.obs, e.reward, e.is_first, e.is_last, e.is_terminal, action, latent)
-        self.replay.add_batch(step, range(self.cfg.env.num_envs))
+        self.replay.add_batch(step, range(self.envs_cfg.num_envs))
 
     def send_actions(self, action: torch.Tensor) -> None:
         # one-hot or [-1, 1] actions: the env wrappers turn them into the env's own
@@ -418,7 +252,7 @@ class Trainer:
             bad = nonfinite_keys(obs, reward)
             if bad:
                 raise EnvContractError(
-                    f"env {self.cfg.env.id}: step returned NaN or inf in {', '.join(bad)}; "
+                    f"env {self.envs_cfg.id}: step returned NaN or inf in {', '.join(bad)}; "
                     "fix the env, or run it in worker processes (env.parallel=async), which "
                     "end such an episode as truncated and log the fault"
                 )
@@ -429,6 +263,7 @@ class Trainer:
             self._episode_done(ep.ret, ep.length, ep.info)
         return step
 
+    # ------------------------------------------------------------- learning
     def update(self) -> None:
         """The updates the train ratio owes, once replay holds enough to start."""
         if self.train_start is None and self._replay_ready():
@@ -437,14 +272,8 @@ class Trainer:
             self.train_step()
 
     def _replay_ready(self) -> bool:
-        """Whether replay holds `train_fill` steps (in a job: all ranks' together) and a
-        sequence to sample (on every rank)."""
-        fill = train_fill(self.cfg.run)
-        if not self.world.active:
-            return self.replay.size >= fill and self.replay.can_sample(self.seq_len)
-        short = int(not self.replay.can_sample(self.seq_len))
-        size, ranks_short = self.comm.sum_ints([self.replay.size, short])
-        return size >= fill and ranks_short == 0
+        can_sample = self.replay.can_sample(self.seq_len)
+        return self.coordinator.replay_ready(self.replay.size, can_sample, train_fill(self.run))
 
     def updates_due(self) -> int:
         if self.train_start is None:
@@ -455,28 +284,26 @@ class Trainer:
         data, keys = self.replay.sample(self.batch_size, self.seq_len)  # this rank's share
         batch = {key: torch.as_tensor(v, device=self.device) for key, v in data.items()}
         metrics, latents = self.agent.update(batch)
-        pause_for_test("update")  # tests/test_kill.py: a kill between update and bookkeeping
         self.updates += 1
         if not self.agent.last_update_finite:
             self._nonfinite_update(metrics)
             return
         self.nonfinite_in_row = 0
         self.metrics.add(metrics)
-        self.replay.write_latents(keys, self.cfg.replay.context, to_numpy(latents))
+        self.replay.write_latents(keys, self.replay_cfg.context, to_numpy(latents))
 
     def _nonfinite_update(self, metrics: dict[str, torch.Tensor]) -> None:
         """Log a skipped update with the loss terms that went bad; stop after too many."""
         bad = sorted(k for k, v in metrics.items() if not torch.isfinite(v).all())
         self.nonfinite_in_row += 1
-        assert self.logger is not None  # train() opens it before the loop
         self.logger.write(self.step, {"train/skipped_update": 1.0})
-        if self.world.main:  # every rank skips it (the ranks' average was non-finite)
+        if self.coordinator.main:  # every rank skips it (the ranks' average was non-finite)
             print(
                 f"reverie: warning: update {self.updates} at step {self.step} skipped: "
                 f"non-finite {', '.join(bad) or 'gradients'}",
                 file=sys.stderr,
             )
-        patience = self.cfg.run.nonfinite_patience
+        patience = self.run.nonfinite_patience
         if self.nonfinite_in_row >= patience:
             self.save()  # skipped updates left the parameters as they were before the problem
             raise NonFiniteError(
@@ -486,7 +313,46 @@ class Trainer:
                 "env's observations and rewards for NaN/inf, or lower optim.lr."
             )
 
+    # ------------------------------------------------------------- saving
+    def save(self) -> Path:
+        """Write a checkpoint. In a job every rank calls it at the same point: each writes
+        its replay chunks, and rank 0 writes the checkpoint with every rank's own state."""
+        self.replay.flush()
+        ranks = self.coordinator.gather(self._rank_state())
+        path = self.logdir / CHECKPOINT
+        if ranks is None:  # not the rank that writes it
+            return path
+        counters = Counters(self.step, self.updates, self.train_start, self.episodes)
+        counters.last_eval = self.last_eval
+        config = to_yaml(self.cfg)
+        ckpt = Checkpoint(
+            config, self.agent.checkpoint_state(), counters, ranks, specs_of(self.agent)
+        )
+        path = save_checkpoint(self.logdir, ckpt)
+        self.last_saved = (self.step, path)
+        return path
+
+    def _rank_state(self) -> RankState:
+        """What each rank holds of its own: replay sampler, episodes, random states."""
+        rng = {
+            "python": random.getstate(),
+            "numpy": numpy_rng_state(),
+            "torch": torch.get_rng_state(),
+        }
+        return RankState(self.replay.state(), self.episodes, self.episode_stats.state(), rng)
+
+    def _save_what_fits(self) -> None:
+        """After a full disk: a new checkpoint if it still fits, else the last one stands."""
+        try:
+            self.save()
+        except DiskFullError:
+            pass
+
     # ------------------------------------------------------------- reporting
+    def _progress_bar(self, total: int) -> Progress:
+        bar = self.run.progress and sys.stderr.isatty() and self.coordinator.main
+        return Progress(total, self.step, bar)
+
     def _progress_info(self, speed: Speedometer) -> str:
         recent = np.mean(self.returns) if self.returns else float("nan")
         rates = speed.read(time.time(), self.step, self.updates, reset=False)
@@ -499,7 +365,6 @@ class Trainer:
         self.episodes += 1
         self.returns.append(ret)
         extra = self.episode_stats.episode(info)  # achievement/<name>, crafter/score
-        assert self.logger is not None  # train() opens it before the loop
         self.logger.write(self.step, {"episode/return": ret, "episode/length": length, **extra})
         self._hook("on_episode", ret, length)
 
@@ -508,7 +373,6 @@ class Trainer:
         for i in np.flatnonzero(infos.get("_env_fault", ())):
             fault = str(info_at(infos, int(i), "env_fault"))
             restarts = int(info_at(infos, int(i), "worker_restarts"))
-            assert self.logger is not None  # train() opens it before the loop
             self.logger.write(self.step, {"env/worker_restarts": restarts, "env/fault": fault})
             print(f"reverie: warning: step {self.step}: {fault}", file=sys.stderr)
 
@@ -516,7 +380,6 @@ class Trainer:
         metrics = {**self.metrics.result(), **rates}
         metrics["replay/size"] = self.replay.size
         metrics["train/updates"] = self.updates
-        assert self.logger is not None  # train() opens it before the loop
         self.logger.write(self.step, metrics)
         self._hook("on_log", metrics)
 
@@ -543,6 +406,5 @@ class Trainer:
     def close(self) -> None:
         self.lock.release()
         self.env.close()
-        if self.logger is not None:
-            self.logger.close()
-        self.comm.close()
+        self.logger.close()
+        self.coordinator.close()

@@ -12,13 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from reverie.errors import MissingExtraError, install_command
 from reverie.files import atomic_write
 
 ID_FILE = "wandb_id"
-
-
-class WandbNotInstalledError(ImportError):
-    pass
 
 
 def run_id(logdir: Path) -> str:
@@ -38,8 +35,8 @@ class WandbSink:
         try:
             import wandb
         except ImportError:
-            raise WandbNotInstalledError(
-                "logger.wandb=true needs the wandb package: pip install -e '.[wandb]' "
+            raise MissingExtraError(
+                f"logger.wandb=true needs the wandb package: {install_command('wandb')} "
                 "(or set logger.wandb=false)"
             ) from None
         self.wandb, self.logdir = wandb, Path(logdir)

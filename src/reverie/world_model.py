@@ -159,7 +159,7 @@ class RSSM(nn.Module):
         deter, stoch = state["deter"], state["stoch"]
         deters, stochs, logits = [], [], []
         # chunks of steps, not single steps: each call of the compiled function costs a
-        # fixed overhead forward and backward (a 1m update spent 24 ms less with chunks of 4)
+        # fixed overhead forward and backward, paid once per chunk (docs/speed.md)
         for t in range(0, embed.shape[1], self.observe_chunk):
             chunk = slice(t, t + self.observe_chunk)
             ds, ss, ls = self.observe_steps(
@@ -180,7 +180,8 @@ class RSSM(nn.Module):
 class Encoder(nn.Module):
     # the CNN as the update runs it (with gradients); acting keeps the eager module (any
     # batch size, no compilation on the first policy step). Compiling fuses the norms,
-    # SiLUs and pooling between the convolutions: a 12m pixel update 1.15-1.18x faster
+    # SiLUs and pooling between the convolutions, which speeds up a pixel update
+    # (docs/speed.md)
     compiled_methods = ("train_cnn",)
 
     def __init__(self, spec: ObsSpec, mc: ModelConfig, use_symlog: bool):

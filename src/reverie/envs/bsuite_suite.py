@@ -12,13 +12,14 @@ from typing import Any
 
 import gymnasium as gym
 
+from reverie.config import ConfigError
 from reverie.envs._util import require, unknown_task
 from reverie.envs.dm_adapter import DmEnvToGym
 
 
 def make_bsuite(task: str, *, pixels: bool = False, size: int = 64, **kwargs: Any) -> gym.Env:
     if pixels:
-        raise ValueError("bsuite has no rendered frames: drop env.pixels=true")
+        raise ConfigError("bsuite has no rendered frames: drop env.pixels=true")
     bsuite = require("bsuite", "bsuite", "bsuite")
     from bsuite import sweep
 

@@ -19,11 +19,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from reverie.errors import ReverieError
+
 # 20x the largest twohot bin (symexp(20) = 4.85e8): a reward beyond it cannot be represented
 REWARD_LIMIT = 1e10
 
 
-class EnvContractError(RuntimeError):
+class EnvContractError(ReverieError, RuntimeError):
     """The env returned something its spaces or the Gymnasium API rule out."""
 
 

@@ -15,12 +15,14 @@ from typing import Any
 
 import gymnasium as gym
 
+from reverie.errors import ReverieError
+
 CUSTOM = "custom"
 
 EnvFactory = Callable[[], gym.Env]
 
 
-class CustomEnvError(ValueError):
+class CustomEnvError(ReverieError, ValueError):
     """An env object or factory that cannot be used as asked; the message says why."""
 
 

@@ -4,7 +4,7 @@ Proprio (default): the time step's observations flattened into one float32 vecto
 Vision (`pixels=True`, preset dmc_vision): camera 0 rendered at `size` x `size`
 (quadruped: camera 2). Rendering takes a fast path by default: no multisampling
 (`model.vis.quality.offsamples = 0`), no shadows, no reflections, which renders
-20-30x faster in software with frames that still look right; `fast_render=False` keeps
+far faster in software with frames that still look right; `fast_render=False` keeps
 MuJoCo's defaults. Needs `pip install -e .[dmc]`.
 """
 

@@ -7,9 +7,12 @@ import importlib
 
 import gymnasium as gym
 
+from reverie.errors import ReverieError
 
-class EnvIdError(ValueError):
-    pass
+
+class EnvIdError(ReverieError, ValueError):
+    """An env id that cannot be made: an unknown suite or task (the message names close
+    matches), or a suite or module that is not installed (it names what to install)."""
 
 
 def make_gym(task: str, *, pixels: bool = False, **kwargs) -> gym.Env:

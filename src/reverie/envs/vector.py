@@ -29,6 +29,8 @@ from gymnasium.vector.utils import (
     iterate,
 )
 
+from reverie.errors import ReverieError
+
 # Faults in a row (no good step in between) before an env counts as broken for good:
 # an env that fails every episode would otherwise be restarted forever.
 MAX_FAULT_STREAK = 3
@@ -37,7 +39,7 @@ MAX_FAULT_STREAK = 3
 STARTUP_TIMEOUT = 300.0
 
 
-class EnvWorkerError(RuntimeError):
+class EnvWorkerError(ReverieError, RuntimeError):
     """An env kept failing, even in fresh worker processes."""
 
 

@@ -11,11 +11,12 @@ from gymnasium import spaces
 from PIL import Image
 
 from reverie.envs.checks import EnvContractError, check_observation, env_name
+from reverie.errors import ReverieError
 from reverie.specs import ActSpec, act_spec_of, specs_from_spaces
 
 
-class UnsupportedSpaceError(ValueError):
-    pass
+class UnsupportedSpaceError(ReverieError, ValueError):
+    """An observation or action space DreamerV3 has no encoding for."""
 
 
 def _is_image(space: spaces.Space) -> TypeGuard[spaces.Box]:

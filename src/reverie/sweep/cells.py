@@ -170,7 +170,7 @@ def finished(logdir: str | Path, steps: int, state: CellState | None = None) -> 
     state = state or read_state(logdir)
     if state.status == "done" and state.step >= steps:
         return True
-    from reverie.config import checkpoint_step
+    from reverie.run_dir import checkpoint_step
 
     try:
         step = checkpoint_step(logdir)

@@ -12,7 +12,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from reverie.clocks import TrainRatio
 from reverie.config import PAPER, ConfigError
+from reverie.errors import MissingExtraError, install_command
 from reverie.sweep.spec import SweepSpec
 
 
@@ -112,9 +114,8 @@ def check_cells(spec: SweepSpec, cells: list[Cell]) -> None:
         suite = split_id(cell.task)[0]
         if not suite_installed(suite):
             extra = SUITE_INFO[suite][1]
-            raise ConfigError(
-                f"cell {cell.group}: the {suite} suite is not installed: "
-                f"pip install -e '.[{extra}]'"
+            raise MissingExtraError(
+                f"cell {cell.group}: the {suite} suite is not installed: {install_command(extra)}"
             )
 
 
@@ -126,9 +127,8 @@ def cost(spec: SweepSpec, cells: list[Cell]) -> dict[str, Any]:
     updates, sizes = 0, set[str]()
     for cell in cells:
         cfg = cell_config(spec, cell)
-        per_update = cfg.run.batch_size * cfg.run.batch_length
         trained = max(0, spec.steps - train_fill(cfg.run))
-        updates += int(trained * cfg.run.train_ratio / per_update)
+        updates += TrainRatio.from_run(cfg.run).paid(trained)
         sizes.add(str(cfg.size))
     return {
         "cells": len(cells),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reverie.config import ConfigError
+from reverie.errors import MissingExtraError, install_command
 from reverie.sweep import cells as cellfiles
 from reverie.sweep.grid import Cell, command
 from reverie.sweep.progress import summary_line
@@ -34,8 +35,8 @@ def _submitit() -> Any:
     try:
         import submitit
     except ImportError:
-        raise ConfigError(
-            "--executor slurm and submitit-local need submitit: pip install -e '.[sweep]'"
+        raise MissingExtraError(
+            f"--executor slurm and submitit-local need submitit: {install_command('sweep')}"
         ) from None
     return submitit
 

@@ -163,6 +163,7 @@ def dream(
     else from fresh episodes of the agent in its env. When no episode is that long, the
     sequences are shortened to the longest one (and the context to at most half of it).
     """
+    from reverie.config import ConfigError
     from reverie.replay import Replay
 
     keys = _needed_keys(agent)
@@ -180,8 +181,12 @@ def dream(
             segments = segments_from_env(agent, cfg, count, context + horizon, seed)
     longest = max(len(s["is_first"]) for s in segments)
     length = min(context + horizon, longest)
-    if length < 2:
-        raise ValueError("no episode of 2 or more steps to dream from")
+    if length < 2:  # nothing to predict: a bad --context/--horizon, or 1-step episodes
+        raise ConfigError(
+            f"a dream needs 2 or more steps: --context {context} + --horizon {horizon} "
+            f"steps, and the longest episode from the {source} has {longest}; raise "
+            "--context/--horizon, or dream on an env whose episodes last longer"
+        )
     context = min(context, max(1, length // 2)) if length <= context else context
     data = pick_windows(segments, length, count, seed)
     with torch.random.fork_rng(devices=[]):

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from reverie.errors import ReverieError
+
 
 @dataclass
 class Run:
@@ -43,6 +45,10 @@ class Reference:
     steps: int
 
 
+class NoRunsError(ReverieError, FileNotFoundError):
+    """A path given to plot holds no run (no metrics.jsonl at any depth)."""
+
+
 def find_logdirs(paths: Sequence[str | Path]) -> list[Path]:
     """Each path that holds a metrics.jsonl, or its subfolders (at any depth) that do."""
     found = []
@@ -52,9 +58,12 @@ def find_logdirs(paths: Sequence[str | Path]) -> list[Path]:
         elif p.is_dir():
             found += sorted(m.parent for m in p.rglob("metrics.jsonl"))
         else:
-            raise FileNotFoundError(f"no metrics.jsonl in {p}: pass a logdir of `reverie train`")
+            raise NoRunsError(f"no metrics.jsonl in {p}: pass a logdir of `reverie train`")
     if not found:
-        raise FileNotFoundError(f"no metrics.jsonl under {', '.join(map(str, paths))}")
+        raise NoRunsError(
+            f"no metrics.jsonl under {', '.join(map(str, paths))}: pass logdirs of "
+            "`reverie train`, or folders holding them"
+        )
     return found
 
 
