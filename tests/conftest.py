@@ -7,12 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from reverie.accel import use_persistent_cache
 from reverie.config import make_config
 
 from .batches import random_batch  # noqa: F401 - the tests import it from here
 from .tiny import TINY_MODEL
 
 torch.set_num_threads(1)
+
+# torch.optim imports torch._dynamo on the first optimiser, seconds of imports that would
+# land in whichever test builds the first agent: import it here, at collection, so that
+# `--durations` times the tests (the slow marker and `make test-fast` go by them). Inductor's
+# cache folder first, as the learner does before its optimiser (tests/test_accel.py)
+use_persistent_cache()
+import torch._dynamo  # noqa: E402, F401
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))  # fake_envs, for env ids like gym:fake_envs:fake_envs/Image-v0

@@ -45,6 +45,7 @@ def updated(*overrides: str, updates: int = 2):
 
 
 @pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.slow
 def test_compiled_image_encoder_matches_eager():
     """The update's compiled CNN (`Encoder.train_cnn`) against the eager module: outputs
     and gradients; acting (no gradients) keeps the eager module."""
@@ -98,6 +99,7 @@ def test_auto_settings_follow_the_device():
     assert resolve_compile("auto", cpu) == (cxx_compiler() is not None)
 
 
+@pytest.mark.slow
 def test_each_module_marks_what_the_agent_compiles():
     agent = Agent(ObsSpec({}, {"image": (64, 64, 3)}), ACT, tiny_config("run.compile=on"), "cpu")
     assert sorted(agent.compiled) == [
@@ -147,6 +149,7 @@ def test_a_real_error_in_a_compiled_method_is_not_hidden():
         module.run(torch.ones(3))
 
 
+@pytest.mark.slow
 def test_a_learner_keeps_inductor_kernels_in_reverie_cache(tmp_path):
     """Inductor fixes its cache folder the first time anything imports torch._dynamo (the
     optimiser does): the learner must choose reverie's folder before that, and importing

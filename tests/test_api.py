@@ -1,12 +1,15 @@
 """The Python API: Dreamer(...).learn(), .act(), .save(), .load()."""
 
 import numpy as np
+import pytest
 import torch
 
 from reverie import Dreamer
 from reverie.envs import make_env
 
 from .conftest import TINY
+
+pytestmark = pytest.mark.slow  # every test here takes a second or more
 
 
 def test_dreamer_learn_act_save_load(tmp_path):

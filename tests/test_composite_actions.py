@@ -51,6 +51,7 @@ def test_the_actor_emits_one_segment_per_part():
 
 
 @pytest.mark.parametrize("kind", sorted(IDS))
+@pytest.mark.slow
 def test_train_evaluate_and_load_policy_with_composite_actions(tmp_path, kind):
     env = make_env(IDS[kind])
     _, act = describe_spaces(env)

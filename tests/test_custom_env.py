@@ -47,6 +47,7 @@ def small_runs(monkeypatch):
     monkeypatch.setattr(reverie.api, "resolve_config", small)
 
 
+@pytest.mark.slow
 def test_the_readme_custom_env_example_trains_an_object_and_a_factory(
     tmp_path, monkeypatch, small_runs
 ):
@@ -88,6 +89,7 @@ def test_one_object_cannot_serve_several_workers(tmp_path, small_runs):
         Dreamer(env=lambda: "not an env", logdir=tmp_path / "b")
 
 
+@pytest.mark.slow
 def test_a_custom_run_resumes_with_the_same_env_and_says_what_to_pass_without_it(
     tmp_path, small_runs, capsys
 ):

@@ -20,6 +20,8 @@ import torch
 from reverie import checkpoint
 from reverie.accel import cpu_has_bf16, cxx_compiler
 
+pytestmark = pytest.mark.slow  # every test here takes a second or more
+
 FIRST_UPDATE_AT = 16 * 64  # the default batch's replay steps
 UPDATES = 3  # at the gym preset's train ratio 64: one update per 16 env steps
 STEPS = FIRST_UPDATE_AT + 16 * UPDATES

@@ -1,10 +1,13 @@
 """The same seed and config give the same run on CPU; another seed gives another."""
 
+import pytest
 import torch
 
 from reverie.build import open_trainer
 
 from .conftest import tiny_config
+
+pytestmark = pytest.mark.slow  # every test here takes a second or more
 
 
 def train_params(tmp_path, seed):

@@ -23,6 +23,8 @@ from reverie.replay import read_chunk
 
 from .conftest import TINY
 
+pytestmark = pytest.mark.slow  # every test here takes a second or more
+
 FAST = [*TINY, "run.train_fill=16", "run.train_ratio=16", "replay.chunk=16"]
 FAST += ["run.checkpoint_every=0", "run.log_every=0"]
 

@@ -129,6 +129,7 @@ def _updates(rank: int, world_size: int, port: int, out: str) -> None:
     comm.close()
 
 
+@pytest.mark.slow
 def test_two_ranks_stay_identical_and_equal_one_process(tmp_path):
     port = free_port()
     ctx = torch.multiprocessing.get_context("spawn")
@@ -186,6 +187,7 @@ def run_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "REVERIE_DIST_TIMEOUT": "60"}
 
 
+@pytest.mark.slow
 def test_torchrun_trains_checkpoints_and_keeps_its_world_size(tmp_path):
     logdir = tmp_path / "run"
     done = subprocess.run(
@@ -220,6 +222,7 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_job_and_a_rerun_resumes(tmp_path):
     logdir = tmp_path / "run"
     ckpt = logdir / checkpoint.CHECKPOINT

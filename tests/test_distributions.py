@@ -110,6 +110,7 @@ def fit_to_mixture(values, probs, bins, fwd, bwd, steps=3000) -> float:
 
 
 @pytest.mark.parametrize("values,probs", [([0.0, 100.0], [0.5, 0.5]), ([0.0, 10.0], [0.9, 0.1])])
+@pytest.mark.slow
 def test_twohot_head_fitted_to_a_mixture_predicts_its_mean(values, probs):
     mean = sum(v * p for v, p in zip(values, probs))
     raw = fit_to_mixture(values, probs, RAW_BINS, D.identity, D.identity)

@@ -56,6 +56,7 @@ def wait_for_training(procs: dict[str, tuple[subprocess.Popen, Path]]) -> None:
     time.sleep(1.0)  # a few hundred env steps into the run
 
 
+@pytest.mark.slow
 def test_repeated_signals_cannot_break_the_save(tmp_path):
     # all cases at once: each run waits on its own signals, not on the others'
     procs = {}

@@ -20,7 +20,7 @@ FAULTS = {
     "NaN": ("nonfinite_observation", "nonfinite_observation"),
 }
 
-pytestmark = pytest.mark.usefixtures("importable_fake_envs")
+pytestmark = [pytest.mark.usefixtures("importable_fake_envs"), pytest.mark.slow]
 
 
 def faulty(name: str, marker: Path, *extra: str) -> list[str]:

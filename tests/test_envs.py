@@ -71,7 +71,7 @@ def test_terminated_and_truncated_kept_apart():
     assert trunc and not term
 
 
-@pytest.mark.parametrize("parallel", ["sync", "async"])
+@pytest.mark.parametrize("parallel", ["sync", pytest.param("async", marks=pytest.mark.slow)])
 def test_vector_envs(parallel, importable_fake_envs):
     cfg = make_config(
         [

@@ -69,6 +69,7 @@ def params(trainer) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in trainer.agent.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_resume_restores_everything_and_next_updates_are_bitwise_equal(tmp_path):
     first = open_trainer(resolve_config(tmp_path, FAST), tmp_path)
     try:
@@ -105,6 +106,7 @@ def test_resume_restores_everything_and_next_updates_are_bitwise_equal(tmp_path)
         first.close()
 
 
+@pytest.mark.slow
 def test_split_run_matches_counters_of_uninterrupted_run(tmp_path):
     whole, s_whole = train_tiny(tmp_path / "whole", N, FAST)
     train_tiny(tmp_path / "split", N // 2, FAST)

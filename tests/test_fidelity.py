@@ -159,6 +159,7 @@ def test_conv_init_std_uses_kernel_area():
 
 
 # ---------------------------------------------------------- 6. when training starts
+@pytest.mark.slow
 def test_training_starts_after_one_batch_of_replay_steps(tmp_path):
     assert train_fill(make_config([]).run) == 16 * 64
     overrides = [*TINY, "run.train_ratio=64", "replay.chunk=64"]

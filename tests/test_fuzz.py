@@ -412,6 +412,7 @@ SUBPROCESS = [  # one of several kinds; each also run in-process, for the same l
 ]
 
 
+@pytest.mark.slow
 def test_a_real_process_ends_the_same(run_dir, tmp_path, capsys):
     procs, expected = [], []
     for i, case in enumerate(SUBPROCESS):

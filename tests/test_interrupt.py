@@ -5,11 +5,14 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 
 from reverie import checkpoint
 
 from .conftest import cli_train_command
+
+pytestmark = pytest.mark.slow  # every test here takes a second or more
 
 
 def test_sigterm_saves_checkpoint_and_rerun_resumes(tmp_path):

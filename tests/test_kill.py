@@ -21,11 +21,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from reverie import checkpoint
 from reverie.cli import main
 from reverie.replay import Replay, read_chunk
 
 from .conftest import cli_train_command
+
+pytestmark = pytest.mark.slow  # every test here takes a second or more
 
 CHUNK, RATIO = 32, 64
 PER_UPDATE = 4 * 8  # run.batch_size x run.batch_length of TINY

@@ -5,10 +5,13 @@ cores; the paper-default agent's learning runs live in benchmarks/learning.py.
 """
 
 import numpy as np
+import pytest
 
 from reverie.build import open_trainer
 
 from .conftest import tiny_config
+
+pytestmark = pytest.mark.slow  # every test here takes a second or more
 
 LEARNS = [
     "model.deter=64",

@@ -40,6 +40,7 @@ def wait_for(condition, seconds: float, proc) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_running_cli_trainer_blocks_another_and_kill_9_frees_the_logdir(tmp_path, capsys):
     train_tiny(tmp_path, 20, FAST)  # a checkpoint for the readers below
     proc = subprocess.Popen(

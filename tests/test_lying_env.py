@@ -45,6 +45,7 @@ def test_a_lying_env_stops_the_run_with_one_line_and_a_checkpoint(tmp_path, caps
 
 
 @pytest.mark.parametrize("kind", ["reward_huge", "shape"])
+@pytest.mark.slow
 def test_in_worker_processes_the_bad_step_is_dropped_and_logged(
     tmp_path, capsys, importable_fake_envs, kind
 ):

@@ -49,6 +49,7 @@ def test_twohot_bins_predictions_and_losses():
     torch.testing.assert_close(loss, t(ref["centered_loss"]), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_twohot_mixture_fits_like_the_official_head():
     from .test_distributions import fit_to_mixture
 
@@ -164,6 +165,7 @@ def build_layer(case: dict) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("case", OFFICIAL["init_std"]["cases"], ids=lambda c: str(c["shape"]))
+@pytest.mark.slow
 def test_init_std_per_layer_shape(case):
     reps = max(1, math.ceil(2_000_000 / math.prod(case["shape"])))
     torch.manual_seed(0)

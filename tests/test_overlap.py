@@ -13,7 +13,7 @@ from reverie.envs import make_vector_env
 
 from .conftest import TINY, train_tiny
 
-pytestmark = pytest.mark.usefixtures("importable_fake_envs")
+pytestmark = [pytest.mark.usefixtures("importable_fake_envs"), pytest.mark.slow]
 
 SLOW = ["env.id=gym:fake_envs:fake_envs/SlowCartPole-v0", "env.parallel=async"]
 

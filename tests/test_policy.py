@@ -62,6 +62,7 @@ def policy_actor(policy):
     return act
 
 
+@pytest.mark.slow
 def test_load_policy_acts_without_an_env_replay_or_optimiser_state(runs, monkeypatch):
     import reverie.envs
 
@@ -81,6 +82,7 @@ def test_load_policy_acts_without_an_env_replay_or_optimiser_state(runs, monkeyp
     assert [a.tolist() for a in again] == [a.tolist() for a in actions]
 
 
+@pytest.mark.slow
 def test_continuous_actions_come_in_the_env_bounds(runs):
     policy = load_policy(runs["pendulum"])
     assert policy.act_spec.low == (-2.0,) and policy.act_spec.high == (2.0,)
@@ -93,6 +95,7 @@ def test_continuous_actions_come_in_the_env_bounds(runs):
 
 
 @pytest.mark.parametrize("name, env_id", [("cartpole", "CartPole-v1"), ("pendulum", "Pendulum-v1")])
+@pytest.mark.slow
 def test_onnx_and_torchscript_act_as_load_policy_over_an_episode(runs, tmp_path, name, env_id):
     import onnxruntime
 
@@ -129,6 +132,7 @@ def test_onnx_and_torchscript_act_as_load_policy_over_an_episode(runs, tmp_path,
             assert np.allclose(g, w, atol=1e-5), (run.__name__, g, w)
 
 
+@pytest.mark.slow
 def test_weights_export_as_safetensors(runs, tmp_path):
     from safetensors.torch import load_file
 
@@ -139,6 +143,7 @@ def test_weights_export_as_safetensors(runs, tmp_path):
     assert all(torch.equal(loaded[k], state[k].cpu()) for k in state)
 
 
+@pytest.mark.slow
 def test_cli_export_writes_each_format(runs, tmp_path):
     for fmt, name in (("torchscript", "p.pt"), ("safetensors", "w.safetensors")):
         out = tmp_path / name
@@ -175,6 +180,7 @@ def test_a_checkpoint_that_carries_a_pickled_object_is_refused(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_checkpoints_hold_no_pickled_objects(runs):
     """What a run saves loads with weights_only (RNG states and config as plain data)."""
     path = runs["cartpole"] / checkpoint.CHECKPOINT

@@ -126,6 +126,7 @@ def test_disk_budget_deletes_oldest_chunk_files(tmp_path):
     assert len(list((tmp_path / "all").iterdir())) == 12
 
 
+@pytest.mark.slow
 def test_memory_is_flat_once_capacity_is_reached():
     """RSS between 2x and 4x capacity (pixel steps, sampling as training does) grows < 10%
     of the replay's own memory. Runs benchmarks/memory.py (the full-size version's small

@@ -48,6 +48,7 @@ def test_a_checkpoint_from_before_the_run_dir_module_loads_and_acts_as_it_did():
     assert float(state["deter"].sum()) == pytest.approx(expected["deter_sum"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_run_from_before_the_run_dir_module_resumes(tmp_path):
     logdir = tmp_path / "run"
     shutil.copytree(OLD, logdir, ignore=shutil.ignore_patterns("*.py", "*.json"))

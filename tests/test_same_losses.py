@@ -49,6 +49,8 @@ import pytest
 
 from .conftest import TINY, train_tiny
 
+pytestmark = pytest.mark.slow  # every test here takes a second or more
+
 FIXTURE = Path(__file__).parent / "fixtures" / "same_losses.json"
 RECORD = os.environ.get("REVERIE_RECORD_LOSSES") == "1"
 CASES = {

@@ -54,6 +54,7 @@ def test_parameter_counts_equal_the_official_agents(size):
     assert ours == OFFICIAL["counts"][size]
 
 
+@pytest.mark.slow
 def test_one_m_builds_for_real_and_acts():
     cfg = make_config([], size="1m")
     agent = Agent(ObsSpec({"vector": 4}, {}), ActSpec(True, 2), cfg, "cpu")

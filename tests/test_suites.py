@@ -30,7 +30,7 @@ CASES = [
         [],
         {"vector": ((24,), np.float32)},
         ("box", 6),
-        marks=needs("dmc"),
+        marks=[needs("dmc"), pytest.mark.slow],
         id="dmc-proprio",
     ),
     pytest.param(
@@ -38,7 +38,7 @@ CASES = [
         ["preset=dmc_vision"],
         {"image": ((64, 64, 3), np.uint8)},
         ("box", 12),
-        marks=needs("dmc"),
+        marks=[needs("dmc"), pytest.mark.slow],
         id="dmc-vision",
     ),
     pytest.param(
@@ -62,7 +62,7 @@ CASES = [
         [],
         {"image": ((64, 64, 3), np.uint8)},
         ("discrete", 17),
-        marks=needs("crafter"),
+        marks=[needs("crafter"), pytest.mark.slow],
         id="crafter",
     ),
     pytest.param(
@@ -78,7 +78,7 @@ CASES = [
         [],
         {"image": ((64, 64, 3), np.uint8)},
         ("discrete", 6),
-        marks=needs("memmaze"),
+        marks=[needs("memmaze"), pytest.mark.slow],
         id="memmaze",
     ),
     pytest.param(
@@ -128,6 +128,7 @@ def _run_episode(env, limit: int = 2000):
 
 
 @needs("dmc")
+@pytest.mark.slow
 def test_dmc_time_limit_is_truncation_and_seeding():
     env = make_env("dmc:walker_walk", kwargs={"time_limit": 0.25})  # 10 control steps
     length, term, trunc, _ = _run_episode(env)
@@ -138,6 +139,7 @@ def test_dmc_time_limit_is_truncation_and_seeding():
 
 
 @needs("dmc")
+@pytest.mark.slow
 def test_dmc_rendered_frame_looks_right():
     env = make_env("dmc:walker_walk", pixels=True)
     obs, _ = env.reset(seed=0)
@@ -167,6 +169,7 @@ def test_atari_frame_limit_is_truncation():
 
 
 @needs("crafter")
+@pytest.mark.slow
 def test_crafter_length_truncates_and_reports_achievements():
     env = make_env("crafter", kwargs={"length": 12})
     length, term, trunc, info = _run_episode(env)
@@ -297,12 +300,14 @@ def run(logdir, steps, *extra):
 
 
 @pytest.mark.parametrize("env_id, extra", SMOKE)
+@pytest.mark.slow
 def test_training_smoke(tmp_path, env_id, extra):
     _, summary = run(tmp_path, 24, f"env.id={env_id}", *extra)
     assert summary["step"] == 24 and summary["updates"] >= 1
 
 
 @needs("crafter")
+@pytest.mark.slow
 def test_crafter_training_logs_achievements_and_score(tmp_path):
     run(tmp_path, 30, "env.id=crafter", "env.kwargs.length=10")
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]

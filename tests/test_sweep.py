@@ -196,6 +196,7 @@ def test_size_paper_is_passed_as_the_size_it_stands_for():
     assert size == str(cell_config(spec, cell).size) and size != "paper"
 
 
+@pytest.mark.slow
 def test_dry_run_prints_one_command_per_cell_and_writes_nothing(tmp_path, capsys):
     root = tmp_path / "root"
     argv = sweep_argv(root, "--tasks", f"{CARTPOLE},gym:Pendulum-v1", "--seeds", "0,4")
@@ -297,6 +298,7 @@ def stop(proc: subprocess.Popen) -> None:
 STEPS = 240
 
 
+@pytest.mark.slow
 def test_a_sweep_stopped_halfway_resumes_without_repeating_finished_cells(tmp_path, capsys):
     root, out = tmp_path / "root", tmp_path / "sweep.out"
     args = ["--tasks", CARTPOLE, "--seeds", "3", "--steps", str(STEPS), "--jobs", "2"]
@@ -357,6 +359,7 @@ def test_a_sweep_stopped_halfway_resumes_without_repeating_finished_cells(tmp_pa
     assert row["task"] == CARTPOLE and row["seeds"] == [0, 1, 2] and result["finished"] == 3
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_process_stops_its_cells_with_a_checkpoint(tmp_path, capsys):
     root, out = tmp_path / "root", tmp_path / "sweep.out"
     logdir, steps = root / "gym-CartPole-v1" / "seed0", 200
@@ -385,6 +388,7 @@ def test_a_killed_sweep_process_stops_its_cells_with_a_checkpoint(tmp_path, caps
     assert f"resumed {logdir} at step {saved} (" in last_attempt(logdir)
 
 
+@pytest.mark.slow
 def test_a_cell_failing_on_its_input_is_reported_and_not_retried(tmp_path, capsys):
     root, task = tmp_path / "root", "gym:NoSuchEnv-v0"
     logdir = root / "gym-NoSuchEnv-v0" / "seed0"
@@ -407,6 +411,7 @@ def test_a_cell_failing_on_its_input_is_reported_and_not_retried(tmp_path, capsy
     assert len(err) == 1 and "no cell of the sweep" in err[0]
 
 
+@pytest.mark.slow
 def test_the_submitit_local_executor_runs_the_cells(tmp_path):
     import submitit  # noqa: F401 - the test extra has it; the executor needs it
 
@@ -428,6 +433,7 @@ def test_the_submitit_local_executor_runs_the_cells(tmp_path):
 
 
 # ---------------------------------------------------------------- statistics
+@pytest.mark.slow
 def test_aggregates_on_known_scores():
     from scipy import stats as scipy_stats
 
@@ -623,6 +629,7 @@ def test_score_table_of_a_fake_sweep(tmp_path):
     assert result["suites"]["gym"]["aggregates"] == {}
 
 
+@pytest.mark.slow
 def test_score_files_of_a_fake_sweep(tmp_path, capsys):
     root, steps = tmp_path / "root", 250_000
     fake_sweep(root, ["dmc:cartpole_balance", "atari100k:pong"], 2, steps)

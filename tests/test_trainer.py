@@ -24,6 +24,7 @@ def read_metrics(logdir):
     return [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_train_writes_metrics_checkpoint_and_replay(tmp_path):
     trainer, summary = run(tmp_path, 200)
     assert summary["step"] == 200 and summary["updates"] > 0
@@ -40,6 +41,7 @@ def test_train_writes_metrics_checkpoint_and_replay(tmp_path):
     assert summary["updates"] == pytest.approx((200 - 32) * 64 / 32, abs=4)
 
 
+@pytest.mark.slow
 def test_resume_continues_at_same_step(tmp_path):
     first, s1 = run(tmp_path, 120)
     params = {k: v.clone() for k, v in first.agent.state_dict().items()}
@@ -62,12 +64,14 @@ def test_resume_continues_at_same_step(tmp_path):
     assert s2["updates"] - s1["updates"] == pytest.approx(60 * 64 / 32, abs=3)
 
 
+@pytest.mark.slow
 def test_pixel_env_runs_an_update(tmp_path):
     trainer, summary = run(tmp_path, 40, "env.pixels=true", "run.train_ratio=32")
     assert trainer.obs_spec.images == {"image": (64, 64, 3)}
     assert summary["updates"] >= 1
 
 
+@pytest.mark.slow
 def test_continuous_actions_run(tmp_path):
     trainer, summary = run(tmp_path, 60, **{"env.id": "gym:Pendulum-v1"})
     assert not trainer.act_spec.discrete and summary["updates"] >= 1
@@ -83,6 +87,7 @@ def test_incompatible_logdir_is_refused(tmp_path):
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_cli_train_and_eval(tmp_path, capsys):
     logdir = tmp_path / "run"
     code = main(["train", "--logdir", str(logdir), "--steps", "60", "--seed", "1", *FAST])
@@ -105,6 +110,7 @@ def test_cli_clean_errors(tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_falls_back_to_previous(tmp_path, capsys):
     run(tmp_path, 40)
     run(tmp_path, 60)  # a second save: the first becomes checkpoint.prev.pt

@@ -51,6 +51,7 @@ def pixel_run(tmp_path_factory):
     return logdir
 
 
+@pytest.mark.slow
 def test_trainer_dreams_at_interval(vector_run, pixel_run):
     assert [p.suffix for p in (vector_run / "dreams").iterdir()] == [".png"]
     gifs = list((pixel_run / "dreams").iterdir())
@@ -66,6 +67,7 @@ def test_trainer_dreams_at_interval(vector_run, pixel_run):
     assert any("dream/mse_image" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_dream_images_gif_mp4_and_grid(pixel_run, tmp_path):
     agent, cfg, _ = load_agent(pixel_run).parts()
     result = dream(agent, cfg, pixel_run, context=5, horizon=10, count=2)
@@ -100,6 +102,7 @@ def test_dream_images_gif_mp4_and_grid(pixel_run, tmp_path):
     assert tuple(video[0, 0, :, 0, 0]) == OBSERVED and tuple(video[0, -1, :, 0, 0]) == IMAGINED
 
 
+@pytest.mark.slow
 def test_dream_cli_default_paths(pixel_run, capsys):
     assert main(["dream", "--logdir", str(pixel_run), "--horizon", "8", "--sequences", "1"]) == 0
     out = capsys.readouterr().out
@@ -109,6 +112,7 @@ def test_dream_cli_default_paths(pixel_run, capsys):
     assert iio.imread(pixel_run / "dream.gif").shape[0] <= 13
 
 
+@pytest.mark.slow
 def test_dream_vectors_plot_and_env_fallback(vector_run, tmp_path, capsys):
     assert main(["dream", "--logdir", str(vector_run), "--horizon", "10"]) == 0
     assert "dream.png" in capsys.readouterr().out
@@ -119,6 +123,7 @@ def test_dream_vectors_plot_and_env_fallback(vector_run, tmp_path, capsys):
     assert write_dream(result, tmp_path / "v.png")["vectors"].exists()
 
 
+@pytest.mark.slow
 def test_eval_video_from_render_and_from_pixels(vector_run, pixel_run, tmp_path, capsys):
     video = tmp_path / "eval.mp4"
     args = ["eval", "--logdir", str(pixel_run), "--episodes", "2", "--video", str(video)]
@@ -156,6 +161,7 @@ def fake_run(logdir, env_id, seed, returns, steps=None, extra=None, pixels=False
     (logdir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 def test_plot_with_reference_line_over_seeds(tmp_path, capsys, monkeypatch):
     for seed, top in ((0, 800), (1, 900)):
         fake_run(tmp_path / f"walker-{seed}", "dmc:walker_walk", seed, np.linspace(30, top, 50))
@@ -190,6 +196,7 @@ def test_reference_scores():
     assert reference_for("gym:CartPole-v1") is None
 
 
+@pytest.mark.slow
 def test_crafter_achievement_bars(tmp_path):
     extra = {
         0: {"achievement/collect_wood": 2, "achievement/place_table": 0},

@@ -3,7 +3,11 @@ logdir kept across resumes."""
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import TINY, train_tiny
+
+pytestmark = pytest.mark.slow  # every test here takes a second or more
 
 IMAGE_ENV = "gym:fake_envs:fake_envs/Image-v0"
 

@@ -184,20 +184,9 @@ class Agent(nn.Module):
         first = inputs.pop("is_first").bool()
         if state is None:
             state = self.initial_state(first.shape[0])
-        return self.act(inputs, first, state, sample_action=mode == "sample")
-
-    def act(
-        self,
-        obs: dict[str, Tensor],
-        is_first: Tensor,
-        state: dict[str, Tensor],
-        sample_latent: bool = True,
-        sample_action: bool = True,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """`act_step` with this agent's networks."""
-        continuous = not self.act_spec.discrete
         nets = (self.wm.encoder, self.wm.rssm, self.behavior.actor)
-        return act_step(*nets, continuous, obs, is_first, state, sample_latent, sample_action)
+        continuous, sample = not self.act_spec.discrete, mode == "sample"
+        return act_step(*nets, continuous, inputs, first, state, sample_action=sample)
 
     # --------------------------------------------------------------- learning
     def _start_state(self, data: dict[str, Tensor], k: int) -> tuple[dict[str, Tensor], Tensor]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from reverie.build import open_trainer
@@ -31,7 +31,7 @@ class Dreamer:
 
     >>> agent = Dreamer(env="gym:CartPole-v1", size="1m", seed=0)
     >>> agent.learn(20_000)            # total env steps; calling again continues
-    >>> action, state = agent.act(obs) # obs: a dict from the env, batched (N, ...)
+    >>> action, state = agent.act(obs) # obs as the env returned it, or a batch (N, ...)
     """
 
     def __init__(
@@ -62,12 +62,12 @@ class Dreamer:
         return self.trainer.train(steps, callbacks)
 
     def act(
-        self, obs: dict, state: dict | None = None, deterministic: bool = False
-    ) -> tuple[np.ndarray, dict]:
-        """Actions for a batch of observations (N, ...) in the env's own action format
-        (`reverie.policy.Policy.act`, on this agent's current networks).
+        self, obs: Any, state: dict | None = None, deterministic: bool = False
+    ) -> tuple[Any, dict]:
+        """The env's action for an observation as the env returned it, or for a batch
+        (N, ...), on this agent's current networks (`reverie.policy.Policy.act`).
 
-        Set `obs['is_first']` (N,) at episode starts; it defaults to True when state is None.
+        A dict's `is_first` (N,) marks episode starts; it defaults to True when state is None.
         """
         return self.policy.act(obs, state, deterministic)
 
