@@ -221,3 +221,38 @@ gym.register("fake_envs/Hang-v0", entry_point=HangEnv)
 gym.register("fake_envs/Exit-v0", entry_point=ExitEnv)
 gym.register("fake_envs/NaN-v0", entry_point=NaNEnv)
 gym.register("fake_envs/SlowCartPole-v0", entry_point=SlowStep)
+
+
+class WrongDtypeEnv(gym.Env):
+    """Declares a float32 Box observation and returns float64 arrays (`check-env` warns)."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.uniform(-1, 1, 3), {}  # float64
+
+    def step(self, action):
+        self.t += 1
+        return self.np_random.uniform(-1, 1, 3), 0.0, False, self.t >= 30, {}
+
+
+class TimeLimitAsTerminationEnv(gym.Env):
+    """Ends every episode at its `max_episode_steps` with terminated=True: a time limit
+    reported as termination (`check-env` warns)."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+    max_episode_steps = 25
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = np.full(2, self.t / self.max_episode_steps, np.float32)
+        return obs, 1.0, self.t >= self.max_episode_steps, False, {}

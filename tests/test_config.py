@@ -96,3 +96,20 @@ def test_a_table_key_with_a_typo_is_refused_naming_the_closest():
     check_table_keys({"STRUCTURAL": ("model", "env.id")})  # sections only there
     with pytest.raises(ConfigError, match="'modle'"):
         check_table_keys({"STRUCTURAL": ("modle",)})
+
+
+def test_a_run_that_leaves_its_presets_protocol_is_told_so():
+    from reverie.config import protocol_departures, protocol_note
+
+    dmc = {"env.id": "dmc:walker_walk"}
+    assert protocol_departures(make_config([], **dmc)) == {}
+    assert protocol_note(make_config([], **dmc)) is None
+    found = protocol_departures(make_config(["run.train_ratio=64", "env.action_repeat=2"], **dmc))
+    assert found == {"run.train_ratio": (64.0, 1024.0), "env.action_repeat": (2, 1)}
+    note = protocol_note(make_config(["run.train_ratio=64"], **dmc))
+    assert note is not None and "run.train_ratio=64 (preset: 1024)" in note
+    assert "dmc_proprio" in note and "not comparable" in note
+    # the --train-ratio flag is a dotted key like any other
+    assert protocol_departures(make_config([], **dmc, **{"run.train_ratio": 512.0}))
+    gym = make_config([], **{"env.id": "gym:CartPole-v1"})
+    assert protocol_note(gym) is None

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from reverie.accel import describe, learner_threads, pick_device
 from reverie.agent import Agent
-from reverie.config import size_note, to_yaml
+from reverie.config import protocol_note, size_note, to_yaml
 from reverie.coordinator import Coordinator, JobCoordinator
 from reverie.distributed import world_from_env
 from reverie.envs import describe_spaces, make_vector_env, uses_workers
@@ -69,6 +69,9 @@ def open_trainer(cfg: DictConfig, logdir: str | Path, factory: EnvFactory | None
         raise
     if coordinator.main:
         print(f"reverie: {size_note(cfg)}", file=sys.stderr)
+        departs = protocol_note(cfg)
+        if departs:
+            print(f"reverie: {departs}", file=sys.stderr)
         how = describe(bool(agent.compiled), agent.precision, cfg.run.compile)
         print(f"reverie: {how}", file=sys.stderr)
     return Trainer(

@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("sizes", help="list the size presets with parameter counts")
     sub.add_parser("envs", help="list the env suites, whether each is installed, example ids")
+    ce = sub.add_parser(
+        "check-env",
+        help="run an env (an id, module:factory or file.py:factory) through reverie's checks",
+    )
+    ce.add_argument("target", metavar="ID|module:factory")
+    ce.add_argument("--steps", type=int, default=200, help="random-action steps (200)")
+    ce.add_argument("--seed", type=int, default=0, help="seed of resets and actions (0)")
+    ce.add_argument("--pixels", action="store_true", help="build for pixels; check render()")
     _add_sweep_parsers(sub)
     return parser
 
@@ -412,6 +420,17 @@ def cmd_envs(args) -> int:
     return 0
 
 
+def cmd_check_env(args) -> int:
+    from reverie.envs.check_env import check_env, resolve_target, summary
+
+    env_id, factory = resolve_target(args.target)
+    findings = check_env(env_id, factory, args.steps, args.seed, args.pixels)
+    for finding in findings:
+        print(finding.line())
+    print(summary(args.target, findings))
+    return 1 if any(f.level == "error" for f in findings) else 0
+
+
 def cmd_sweep(args) -> int:
     from reverie.config import ConfigError
     from reverie.sweep.grid import expand
@@ -547,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": cmd_config,
         "sizes": cmd_sizes,
         "envs": cmd_envs,
+        "check-env": cmd_check_env,
         "sweep": cmd_sweep,
         "reproduce": cmd_reproduce,
         "score": cmd_score,

@@ -638,6 +638,45 @@ def _finish(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
+# what a domain preset fixes of its protocol (the paper's, for the paper's domains): a run
+# that changes one is not comparable to the preset's published scores
+PROTOCOL = ("run.train_ratio", "env.action_repeat")
+
+
+def preset_name(cfg: DictConfig) -> str:
+    """The domain preset `cfg` runs under (`preset`, else its env suite's)."""
+    if cfg.preset:
+        return str(cfg.preset)
+    env_id = str(cfg.env.id)
+    suite = env_id.split(":", 1)[0] if ":" in env_id else env_id
+    suite = PRESET_BY_SUITE.get(suite, suite)
+    return suite if suite in DOMAINS else "gym"
+
+
+def protocol_departures(cfg: DictConfig) -> dict[str, tuple[Any, Any]]:
+    """The PROTOCOL keys where `cfg` differs from its domain preset: key -> (the run's
+    value, the preset's)."""
+    reference = merge(default_config(), domain_preset(str(cfg.env.id), str(cfg.preset or "")))
+    found = {}
+    for key in PROTOCOL:
+        mine, theirs = OmegaConf.select(cfg, key), OmegaConf.select(reference, key)
+        if mine != theirs:
+            found[key] = (mine, theirs)
+    return found
+
+
+def protocol_note(cfg: DictConfig) -> str | None:
+    """One line for a run that leaves its preset's protocol, None for one that keeps it."""
+    found = protocol_departures(cfg)
+    if not found:
+        return None
+    what = ", ".join(f"{k}={v:g} (preset: {p:g})" for k, (v, p) in found.items())
+    return (
+        f"warning: {what} leaves the {preset_name(cfg)} preset's protocol: this run's scores "
+        "are not comparable to the published ones for the domain"
+    )
+
+
 def size_note(cfg: DictConfig) -> str:
     """Whether the run's model size is the one the paper's code uses for its domain."""
     if cfg.size == cfg.paper_size:
