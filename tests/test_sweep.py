@@ -51,7 +51,7 @@ from reverie.sweep.cells import (
 )
 from reverie.sweep.grid import cell_config, command, cost, expand
 from reverie.sweep.runner import detect_gpus, plan_slots
-from reverie.sweep.score import score_sweep
+from reverie.sweep.score import score_sweep, to_markdown
 from reverie.sweep.spec import (
     SPEC_FILE,
     bind_root,
@@ -655,3 +655,18 @@ def test_a_bad_root_or_reps_for_score_is_one_line(tmp_path, capsys):
     assert main(["score", str(tmp_path), "--reps", "10"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "is not a sweep root" in err[0] and "--reps" in err[1]
+
+
+def test_score_marks_runs_that_leave_the_presets_protocol(tmp_path):
+    root, steps = tmp_path / "root", 250_000
+    fake_sweep(root, ["dmc:cartpole_balance", "dmc:walker_walk"], 1, steps)
+    walker = root / "dmc-walker_walk" / "seed0" / "config.yaml"
+    config = yaml.safe_load(walker.read_text())
+    walker.write_text(yaml.safe_dump({**config, "run": {"train_ratio": 64.0}}))
+    result = score_sweep(root, reps=100)
+    rows = {r["task"]: r for r in result["suites"]["dmc_proprio"]["tasks"]}
+    assert rows["dmc:walker_walk"]["not_comparable"] == {"run.train_ratio": [64.0, 1024.0]}
+    assert "not_comparable" not in rows["dmc:cartpole_balance"]
+    markdown = to_markdown(result)
+    assert "| dmc:walker_walk † |" in markdown and "| dmc:cartpole_balance |" in markdown
+    assert "run.train_ratio=64 (preset 1024)" in markdown

@@ -19,12 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
+from reverie.config import PROTOCOL, make_config
 from reverie.sweep import cells as cellfiles
 from reverie.sweep import published, stats
 from reverie.sweep.grid import Cell, expand
 from reverie.sweep.spec import SweepSpec, load_spec
-from reverie.viz.plot import Run, _short, crafter_score, load_run, success_rates
+from reverie.viz.plot import (
+    Run,
+    _read_config,
+    _short,
+    crafter_score,
+    load_run,
+    success_rates,
+)
 
 WINDOW = 0.1  # the last share of the budget whose episodes make a run's final score
 SCALES = {  # suite -> the scale its aggregates are on
@@ -90,6 +99,23 @@ def _finished(logdir: Path, steps: int) -> bool:
     return reached is not None and reached >= steps
 
 
+def departures(logdir: Path) -> dict[str, list[Any]]:
+    """The protocol keys (`config.PROTOCOL`: train ratio, action repeat) that the run's
+    config.yaml sets away from its domain preset: key -> [the run's, the preset's]."""
+    stored = _read_config(logdir)
+    env_id = (stored.get("env") or {}).get("id")
+    if not env_id:
+        return {}
+    reference = make_config([], **{"env.id": env_id, "preset": stored.get("preset") or ""})
+    found = {}
+    for key in PROTOCOL:
+        section, name = key.split(".")
+        value, preset = (stored.get(section) or {}).get(name), OmegaConf.select(reference, key)
+        if value is not None and value != preset:
+            found[key] = [value, preset]
+    return found
+
+
 def task_row(group: list[RunScore], budget: int, suite: str) -> dict[str, Any]:
     """One task (and grid variant) over its seeds."""
     first = group[0]
@@ -103,6 +129,9 @@ def task_row(group: list[RunScore], budget: int, suite: str) -> dict[str, Any]:
         "scores": [r.final for r in group],
     }
     row.update(_spread(finals))
+    left = {k: v for r in group for k, v in departures(r.run.logdir).items()}
+    if left:  # scored, but not against the paper's number as if it were comparable
+        row["not_comparable"] = left
     ref = published.lookup(first.run.env_id, first.run.pixels)
     if ref is not None:
         row["published"] = ref.final
@@ -279,8 +308,16 @@ def _suite_markdown(suite: str, entry: dict[str, Any], steps: int) -> list[str]:
     if extra:
         head.append(extra)
     lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    apart = []
     for row in entry["tasks"]:
-        cells = [row["group"], str(len(row["seeds"])), _num(row["mean"])]
+        name = row["group"]
+        if row.get("not_comparable"):
+            name += " †"
+            what = ", ".join(
+                f"{k}={v[0]:g} (preset {v[1]:g})" for k, v in row["not_comparable"].items()
+            )
+            apart.append(f"{row['group']}: {what}")
+        cells = [name, str(len(row["seeds"])), _num(row["mean"])]
         cells.append(f"{_num(row['std'])} ({_num(row['min'])}, {_num(row['max'])})")
         cells.append(_num(row.get("published")))
         if short:
@@ -295,6 +332,11 @@ def _suite_markdown(suite: str, entry: dict[str, Any], steps: int) -> list[str]:
                 f"{_num(row.get('crafter_score'))}% ({_num(row.get('published_crafter_score'))}%)"
             )
         lines.append("| " + " | ".join(cells) + " |")
+    if apart:
+        lines.append(
+            "\n† not comparable to the published score: the run leaves the domain preset's "
+            f"protocol ({'; '.join(apart)})."
+        )
     lines += _aggregate_markdown(entry, steps, short)
     if suite == "atari100k" and entry.get("published_paper"):
         paper = entry["published_paper"]
