@@ -502,15 +502,21 @@ PRESET_BY_SUITE = {"dmc": "dmc_proprio"}  # suites whose default preset has anot
 def domain_preset(env_id: str, preset: str = "") -> DictConfig:
     """The paper's settings: the named `preset`, else the one of `env_id`'s suite
     ('dmc:walker_walk' -> 'dmc_proprio', 'atari:pong' -> 'atari', 'crafter' -> 'crafter')."""
+    if preset and preset not in DOMAINS:
+        raise ConfigError(
+            f"unknown preset {preset!r}; valid presets: {', '.join(map(str, DOMAINS.keys()))}"
+        )
+    return DOMAINS[preset_key(env_id, preset)]
+
+
+def preset_key(env_id: str, preset: str = "") -> str:
+    """The name of the domain preset a run uses: `preset`, else its env suite's (gym's
+    for a suite without one)."""
     if preset:
-        if preset not in DOMAINS:
-            raise ConfigError(
-                f"unknown preset {preset!r}; valid presets: {', '.join(map(str, DOMAINS.keys()))}"
-            )
-        return DOMAINS[preset]
+        return preset
     suite = env_id.split(":", 1)[0] if ":" in env_id else env_id
     suite = PRESET_BY_SUITE.get(suite, suite)
-    return DOMAINS.get(suite if suite in DOMAINS else "gym", OmegaConf.create({}))
+    return suite if suite in DOMAINS else "gym"
 
 
 def _check_range(key: str, value: Any) -> None:
@@ -645,12 +651,7 @@ PROTOCOL = ("run.train_ratio", "env.action_repeat")
 
 def preset_name(cfg: DictConfig) -> str:
     """The domain preset `cfg` runs under (`preset`, else its env suite's)."""
-    if cfg.preset:
-        return str(cfg.preset)
-    env_id = str(cfg.env.id)
-    suite = env_id.split(":", 1)[0] if ":" in env_id else env_id
-    suite = PRESET_BY_SUITE.get(suite, suite)
-    return suite if suite in DOMAINS else "gym"
+    return preset_key(str(cfg.env.id), str(cfg.preset or ""))
 
 
 def protocol_departures(cfg: DictConfig) -> dict[str, tuple[Any, Any]]:

@@ -134,8 +134,9 @@ class Checkpoint:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Checkpoint:
         c = state["counters"]
-        counters = Counters(c["step"], c["updates"], c["train_start"], c["episodes"])
-        counters.last_eval = c["last_eval"]
+        counters = Counters(
+            c["step"], c["updates"], c["train_start"], c["episodes"], c["last_eval"]
+        )
         ranks = [RankState.from_state(r) for r in state.get("ranks", [state])]
         return cls(state["config"], state["agent"], counters, ranks, state.get("specs"))
 

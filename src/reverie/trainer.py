@@ -322,8 +322,9 @@ class Trainer:
         path = self.logdir / CHECKPOINT
         if ranks is None:  # not the rank that writes it
             return path
-        counters = Counters(self.step, self.updates, self.train_start, self.episodes)
-        counters.last_eval = self.last_eval
+        counters = Counters(
+            self.step, self.updates, self.train_start, self.episodes, self.last_eval
+        )
         config = to_yaml(self.cfg)
         ckpt = Checkpoint(
             config, self.agent.checkpoint_state(), counters, ranks, specs_of(self.agent)
