@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -140,3 +142,77 @@ def test_callbacks_see_steps_episodes_logs_and_can_stop_training(tmp_path, small
     assert evaluator.history  # the run lasted at least one evaluation
     lines = (tmp_path / "metrics.jsonl").read_text()
     assert "callback_eval/return" in lines
+
+
+# ------------------------------------------- a factory script without the main guard
+SCRIPT = """import gymnasium as gym
+from reverie import Dreamer
+
+
+def train():
+    agent = Dreamer(env=lambda: gym.make("CartPole-v1"), logdir={logdir!r}, overrides={over!r})
+    print("trained", agent.learn(40)["step"])
+    agent.close()
+
+
+{call}
+"""
+GUARDED = 'if __name__ == "__main__":\n    train()'
+
+
+def factory_script(tmp_path: Path, name: str, guarded: bool) -> tuple[str, Path]:
+    """A script training on a lambda factory in 2 env worker processes; its logdir."""
+    logdir = tmp_path / f"{name}-logs"
+    over = [*SMALL, "env.num_envs=2", "env.parallel=async"]
+    return SCRIPT.format(
+        logdir=str(logdir), over=over, call=GUARDED if guarded else "train()"
+    ), logdir
+
+
+def run_python(tmp_path: Path, *args: str, stdin: str | None = None):
+    return subprocess.run(
+        [sys.executable, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_a_factory_script_without_the_main_guard_ends_in_one_line(tmp_path):
+    code, logdir = factory_script(tmp_path, "unguarded", guarded=False)
+    script = tmp_path / "unguarded.py"
+    script.write_text(code)
+    done = run_python(tmp_path, str(script))
+    assert done.returncode == 1 and "trained" not in done.stdout
+    lines = [x for x in done.stderr.splitlines() if x.strip()]
+    assert lines[-1] == (
+        "reverie.envs.vector.UnguardedMainError: env worker processes import your script "
+        f"{script} again, and its training code is not under "
+        '`if __name__ == "__main__":`, so each worker started training again: put it under '
+        "that guard, or pass env.parallel=sync to step the envs in this process"
+    )
+    # one traceback, the script's own uncaught error: none from the workers, which exit quietly
+    assert done.stderr.count("Traceback") == 1 and "multiprocessing" not in done.stderr
+    assert "bootstrapping" not in done.stderr and "worker exited" not in done.stderr
+    assert not logdir.exists()  # refused before any file
+
+    code, logdir = factory_script(tmp_path, "guarded", guarded=True)
+    (tmp_path / "guarded.py").write_text(code)
+    done = run_python(tmp_path, str(tmp_path / "guarded.py"))
+    assert done.returncode == 0, done.stderr
+    assert "trained" in done.stdout and (logdir / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_factory_script_piped_to_python_trains_in_workers(tmp_path):
+    # `python -`: the workers cannot import '<stdin>' again, so they start without it (as
+    # under `python -c`), guard or none: the factory reaches them pickled by value
+    code, logdir = factory_script(tmp_path, "piped", guarded=False)
+    done = run_python(tmp_path, "-", stdin=code)
+    assert done.returncode == 0, done.stderr
+    assert "trained" in done.stdout and "Traceback" not in done.stderr
+    assert "2 envs, each in a worker process" in done.stderr
+    assert (logdir / "checkpoint.pt").exists()

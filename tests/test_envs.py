@@ -9,6 +9,7 @@ from reverie.envs import (
     describe_spaces,
     make_env,
     make_vector_env,
+    suite_installed,
 )
 
 
@@ -111,3 +112,30 @@ def test_unsupported_observation_space():
 def test_env_kwargs_from_config():
     cfg = make_config(["env.kwargs.length=2"])
     assert OmegaConf.to_container(cfg.env.kwargs) == {"length": 2}
+
+
+@pytest.mark.skipif(not suite_installed("dmc"), reason="dmc not installed")
+@pytest.mark.slow
+def test_dmc_fast_render_changes_pixels_not_physics():
+    # benchmarks/dmc_render_check.py: on cartpole_swingup the fast path (no multisampling,
+    # shadows, reflections) changes a frame less than shifting it by one pixel (1.4 vs 2.6
+    # levels); a wiring fault (another state, camera, size or channel order) changes it
+    # by tens of levels, so the bound is that yardstick, computed on these frames
+    envs = [
+        make_env("dmc:cartpole_swingup", pixels=True, seed=0, kwargs={"fast_render": fast})
+        for fast in (True, False)
+    ]
+    rng = np.random.default_rng(0)
+    frames = [[env.reset(seed=0)[0]["image"]] for env in envs]
+    for _ in range(30):
+        action = rng.uniform(-1, 1, envs[0].action_space.shape).astype(np.float32)
+        for env, seen in zip(envs, frames, strict=True):
+            seen.append(env.step(action)[0]["image"])
+        states = [env.unwrapped.env.physics.get_state() for env in envs]
+        np.testing.assert_array_equal(states[0], states[1])
+    fast, default = (np.stack(f).astype(np.int16) for f in frames)
+    mad = np.abs(fast - default).mean()
+    shift = np.abs(default[:, :, 1:] - default[:, :, :-1]).mean()
+    assert 0 < mad < shift, (mad, shift)
+    for env in envs:
+        env.close()

@@ -208,7 +208,20 @@ def nonfinite(rng: random.Random) -> list[Case]:
 
 def image_sizes(rng: random.Random) -> list[Case]:
     cases = []
-    for size in ("0", "-1", "1", "3", "32", "63", "65", "100", "128", "100000", "10**9", "64.5"):
+    for size in (
+        "0",
+        "-1",
+        "1",
+        "3",
+        "32",
+        "63",
+        "65",
+        "100",
+        "272",  # 17x17 after 4 halvings: past the 16x16 the encoder allows
+        "100000",
+        "10**9",
+        "64.5",
+    ):
         pixels = rng.choice(["env.pixels=true", "env.pixels=false"])
         overrides = (f"env.image_size={size}", pixels)
         cases.append(Case("image size", (), overrides, _target(rng), "env.image_size"))

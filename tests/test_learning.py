@@ -32,7 +32,7 @@ def test_tiny_agent_improves_over_random_on_cartpole(tmp_path):
     trainer = open_trainer(tiny_config(*LEARNS, seed=0), tmp_path)
     try:
         trainer.train(1000)
-        result = trainer.evaluate(5)
+        result = trainer.evaluate(5, mode="mode")  # greedy: what the agent learned
     finally:
         trainer.close()
     random_return = 22.0  # mean CartPole-v1 return of uniform random actions

@@ -44,7 +44,7 @@ CASES = [
     pytest.param(
         "atari:pong",
         [],
-        {"image": ((64, 64, 1), np.uint8)},
+        {"image": ((96, 96, 1), np.uint8)},  # the authors' 96x96 gray frames
         ("discrete", 18),
         marks=needs("atari"),
         id="atari",
@@ -193,16 +193,20 @@ def test_crafter_score_and_episode_stats():
 class FakeMineRL:
     """Stand-in for MineRL's ObtainDiamond env: old gym API, scripted inventories."""
 
-    def __init__(self, inventories, length=None):
+    def __init__(self, inventories, length=None, lives=None):
         self.inventories, self.length, self.t, self.actions = inventories, length, 0, []
+        self.lives = lives  # life per step, reported as life_stats where given
 
     def _obs(self):
         inv = self.inventories[min(self.t, len(self.inventories) - 1)]
-        return {
+        obs = {
             "pov": np.full((64, 64, 3), self.t, np.uint8),
             "inventory": dict(inv),
             "equipped_items": {"mainhand": {"type": "wooden_pickaxe" if self.t else "air"}},
         }
+        if self.lives is not None:
+            obs["life_stats"] = {"life": self.lives[self.t]}
+        return obs
 
     def reset(self):
         self.t = 0
@@ -254,6 +258,19 @@ def test_minecraft_milestone_rewards_once_per_episode():
     env.reset()
     assert env.step(0)[1] == 1.0
     assert env.action_space.n == len(ACTIONS)
+
+
+def test_minecraft_health_term_is_a_hundredth_of_the_health_change():
+    lives = [20.0, 20.0, 14.0, 18.0, 18.0]  # life out of 20: hurt by 6, healed by 4
+    inventories = [{}, {}, {"log": 1}, {}, {}]
+    fake = FakeMineRL(inventories, lives=lives)
+    env = make_env("minecraft:diamond", kwargs={"make_inner": lambda: fake})
+    env.reset(seed=0)
+    rewards = [env.step(0)[1] for _ in range(len(lives) - 1)]
+    assert rewards == pytest.approx([0.0, 1.0 - 0.01 * 6 / 20, 0.01 * 4 / 20, 0.0])
+    fake.lives = lives[2:] + [18.0, 18.0]  # a new episode starts from its own health
+    env.reset()
+    assert env.step(0)[1] == pytest.approx(0.01 * 4 / 20)
 
 
 def test_missing_suite_names_the_extra(monkeypatch):

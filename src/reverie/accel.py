@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from reverie.config import ConfigError
+from reverie.machine import usable_cores
 
 
 def _cpuinfo(field: str) -> str:
@@ -31,13 +32,6 @@ def _cpuinfo(field: str) -> str:
     except OSError:
         return ""
     return next((x.split(":", 1)[1].strip() for x in lines if x.startswith(field)), "")
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity, where the OS tells it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def cpu_has_bf16() -> bool:

@@ -20,7 +20,7 @@ from reverie.agent import Agent
 from reverie.config import protocol_note, size_note, to_yaml
 from reverie.coordinator import Coordinator, JobCoordinator
 from reverie.distributed import world_from_env
-from reverie.envs import describe_spaces, make_vector_env, uses_workers
+from reverie.envs import describe_spaces, envs_note, make_vector_env, uses_workers
 from reverie.envs.custom import EnvFactory
 from reverie.envs.episode_stats import EpisodeStats
 from reverie.files import atomic_write, remove_stale_temps
@@ -74,6 +74,8 @@ def open_trainer(cfg: DictConfig, logdir: str | Path, factory: EnvFactory | None
             print(f"reverie: {departs}", file=sys.stderr)
         how = describe(bool(agent.compiled), agent.precision, cfg.run.compile)
         print(f"reverie: {how}", file=sys.stderr)
+        if cfg.env.num_envs > 1:
+            print(f"reverie: {envs_note(cfg.env)}", file=sys.stderr)
     return Trainer(
         cfg, logdir, env, agent, replay, logger, coordinator, lock, counters, stats, factory
     )

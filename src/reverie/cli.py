@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--envs", type=int, help="number of parallel envs")
     train.add_argument("--train-ratio", type=float, help="replayed steps per env step")
     train.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print parameters, replay RAM, peak update memory, updates/s and the estimated "
+        "wall time (measured on this machine), and train nothing (the logdir is not touched)",
+    )
+    train.add_argument(
         "overrides",
         nargs="*",
         help="config overrides key=value, e.g. run.batch_size=8 ablation.free_bits=false",
@@ -54,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--logdir", required=True)
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--seed", type=int, default=None)
+    ev.add_argument(
+        "--mode",
+        choices=("sample", "mode"),
+        help="sample actions (the authors' protocol) or take the most likely one (greedy); "
+        "default: the run's run.eval_mode (sample unless set)",
+    )
     ev.add_argument("--video", help="record the episodes to this file (.mp4 or .gif)")
     ev.add_argument("--fps", type=int, default=30, help="frames per second of --video")
 
@@ -120,7 +132,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="a submitit parameter, e.g. --slurm slurm_partition=gpu --slurm timeout_min=240",
     )
     p.add_argument("--no-wait", action="store_true", help="submitit: exit once submitted")
-    p.add_argument("--dry-run", action="store_true", help="print the cells and their cost only")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the cells, their cost and each one's estimated wall time (measured once "
+        "per task and grid variant, as `reverie train --dry-run`); run nothing",
+    )
 
 
 def _add_sweep_parsers(sub) -> None:
@@ -173,6 +190,8 @@ def cmd_train(args) -> int:
     logdir = Path(args.logdir) if args.logdir else default_logdir(args.env or "gym:CartPole-v1")
     keys = {"run.steps": args.steps, "env.num_envs": args.envs, "run.train_ratio": args.train_ratio}
     keys = {k: v for k, v in keys.items() if v is not None}
+    if args.dry_run:
+        return _train_dry_run(args, logdir, keys)
     agent = Dreamer(
         env=args.env,
         logdir=logdir,
@@ -204,6 +223,29 @@ def cmd_train(args) -> int:
         f"{summary['wall_time']:.0f}s; checkpoint {summary['checkpoint']}"
     )
     return 0
+
+
+def _train_dry_run(args, logdir: Path, keys: dict) -> int:
+    """`reverie train --dry-run`: the run's config as `reverie train` resolves it (a
+    logdir's stored one, for a resume), measured by `reverie.dry_run`; writes nothing."""
+    from reverie.dry_run import estimate, run_start
+    from reverie.run_dir import resolve_config
+
+    flags = {"env.id": args.env, "size": args.size, "seed": args.seed, **keys}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    cfg = resolve_config(logdir, list(args.overrides), logdir=str(logdir), **flags)
+    start = run_start(logdir)
+    est = estimate(cfg, start=start, say=_note)
+    exists = "resumes it" if start else "not created" if not logdir.exists() else "untouched"
+    print(f"reverie train --dry-run ({est.seconds:.0f} s; nothing was trained or written)")
+    for line in est.lines():
+        print(f"  {line}")
+    print(f"  logdir: {logdir} ({exists})")
+    return 0
+
+
+def _note(line: str) -> None:
+    print(f"reverie: {line}", file=sys.stderr, flush=True)
 
 
 def _progress(label: str, total: int | None, unit: str = ""):
@@ -248,8 +290,9 @@ def cmd_eval(args) -> int:
     agent, cfg, ckpt = load_agent(args.logdir).parts()
     seed = args.seed if args.seed is not None else cfg.seed + 2 * 10**6
     step = ckpt.step
+    mode = args.mode or str(cfg.run.get("eval_mode", "sample"))
     if not args.video:
-        result = evaluate(agent, cfg, args.episodes, seed=seed)
+        result = evaluate(agent, cfg, args.episodes, seed=seed, mode=mode)
     else:
         from reverie.viz.video import VideoWriter
 
@@ -263,14 +306,20 @@ def cmd_eval(args) -> int:
 
             try:
                 result = evaluate(
-                    agent, cfg, args.episodes, seed=seed, frames=writer, on_episode=done
+                    agent,
+                    cfg,
+                    args.episodes,
+                    seed=seed,
+                    mode=mode,
+                    frames=writer,
+                    on_episode=done,
                 )
             finally:
                 path = writer.close()
     print(
         f"mean return over {args.episodes} episodes: {result['eval/return']:.2f} "
         f"(std {result['eval/return_std']:.2f}, mean length {result['eval/length']:.1f}) "
-        f"at step {step}"
+        f"at step {step}, {'sampled' if mode == 'sample' else 'greedy'} actions"
     )
     if args.video:
         _summary(
@@ -486,13 +535,7 @@ def _run_sweep(args, root: str, spec) -> int:
         f"{plan['updates']:,} updates in all, size {', '.join(plan['sizes'])}; root {root}"
     )
     if args.dry_run:
-        import shlex
-
-        from reverie.sweep.grid import command
-
-        for cell in cells:  # as `reverie train ...`, to paste into a shell
-            print(shlex.join(["reverie", *command(spec, cell, root)[3:]]))
-        return 0
+        return _sweep_dry_run(args, root, spec, cells)
     bind_root(root, spec)
     if args.executor == "local":
         runner = LocalRunner(root, spec, cells, args.jobs, args.gpus, args.retries, report=_say)
@@ -505,6 +548,61 @@ def _run_sweep(args, root: str, spec) -> int:
             root, spec, cells, args.executor, parameters, wait=not args.no_wait, report=_say
         )
     return _sweep_end(root, cells, outcome, waited=args.executor == "local" or not args.no_wait)
+
+
+def _sweep_dry_run(args, root: str, spec, cells: list) -> int:
+    """`reverie sweep --dry-run`: each cell's command and estimated wall time, from one
+    `reverie train --dry-run` measurement per task and grid variant (cells that differ
+    only in the seed share it), and the sweep's total; writes nothing."""
+    import dataclasses
+    import heapq
+    import shlex
+
+    from reverie.dry_run import (
+        Estimate,
+        budget_updates,
+        duration_text,
+        estimate,
+        run_start,
+        size_text,
+    )
+    from reverie.sweep.grid import cell_config, command
+
+    measured: dict[str, Estimate] = {}
+    walls: list[float] = []
+    memory: list[float] = []
+    for cell in cells:
+        cfg = cell_config(spec, cell)
+        if cell.group not in measured:
+            _note(f"measuring {cell.group} (once for its {len(spec.seeds)} seed(s))")
+            est = estimate(cfg, jobs=args.jobs, say=_note)
+            measured[cell.group] = est
+            print(f"{cell.group}: measured once for its cells ({est.seconds:.0f} s)")
+            for line in est.lines():
+                print(f"  {line}")
+        base = measured[cell.group]
+        start = run_start(Path(root) / cell.name)
+        est = dataclasses.replace(
+            base, start=start, updates=budget_updates(cfg.run, spec.steps, start)
+        )
+        walls.append(est.wall_s)
+        held = min(est.capacity, est.steps) * est.bytes_per_step
+        memory.append(held + (est.peak_bytes if est.memory_where == "RAM" else 0))
+        line = shlex.join(["reverie", *command(spec, cell, root)[3:]])
+        print(f"{line}  # {est.updates:,} updates, about {duration_text(est.wall_s)}")
+    slots = [0.0] * min(args.jobs, len(cells))  # cells in order, each on the next free slot
+    for wall in walls:
+        heapq.heappush(slots, heapq.heappop(slots) + wall)
+    jobs = len(slots)
+    ram = sum(sorted(memory, reverse=True)[:jobs])
+    print(
+        f"reverie: estimated wall time {duration_text(sum(walls))} for {len(cells)} cells one "
+        f"after another; {duration_text(max(slots))} with --jobs {args.jobs} (in order, each "
+        f"on the next free slot, its learner measured on its slot's share of the cores); "
+        f"RAM of {jobs} cell(s) at once up to {size_text(ram)} (learner peak + replay at the "
+        f"budget); longest cell {duration_text(max(walls))}"
+    )
+    return 0
 
 
 def _say(line: str) -> None:

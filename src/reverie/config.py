@@ -152,6 +152,8 @@ class RunConfig:
     train_fill: int = 0  # replay steps before updates start; 0: batch_size * batch_length
     eval_every: int = 10_000  # env steps; 0 disables
     eval_episodes: int = 5
+    # eval actions: sample (the authors' code, behind every published score) | mode (greedy)
+    eval_mode: str = "sample"
     dream_every: int = 0  # env steps between open-loop dream videos (TensorBoard); 0 = off
     log_every: float = 30.0  # seconds between train-metric lines
     checkpoint_every: float = 300.0  # seconds
@@ -197,6 +199,7 @@ CHOICES = {
     "optim.name": ("laprop", "adam"),
     "replay.selector": ("uniform", "recency"),
     "run.device": ("auto", "cpu", "cuda"),
+    "run.eval_mode": ("sample", "mode"),
     "run.compile": ("auto", "on", "off"),
     "run.precision": ("auto", "fp32", "bf16"),
 }
@@ -294,7 +297,7 @@ LIMITS: dict[str, float] = {
     "run.train_ratio": 1e6,
 }
 # the encoder's four halvings end at 4x4 and the decoder's four doublings start there
-IMAGE_SIZE = 64
+IMAGE_SIZES = range(48, 257, 16)  # 4 halvings to a 3x3..16x16 map, as the 2024 code asserts
 # auto/on/off keys: YAML and OmegaConf read a bare on/off/true/false as a bool
 SWITCHES = ("run.compile",)
 # keys a resumed run cannot change: its checkpoint and replay would not fit them
@@ -562,10 +565,12 @@ def validate(cfg: DictConfig) -> None:
             f"env id {env_id!r} has an empty part; ids are suite:task or a Gymnasium id, "
             "e.g. gym:CartPole-v1 (`reverie envs` lists the suites)"
         )
-    if cfg.env.image_size != IMAGE_SIZE:
+    size = cfg.env.image_size
+    if not (isinstance(size, int) and size in IMAGE_SIZES):
         raise ConfigError(
-            f"bad value {cfg.env.image_size!r} for 'env.image_size'; the image encoder and "
-            f"decoder work on {IMAGE_SIZE}x{IMAGE_SIZE} frames: use env.image_size={IMAGE_SIZE}"
+            f"bad value {size!r} for 'env.image_size'; the image encoder halves the frame 4 "
+            "times to a map of 3x3 to 16x16, so it takes a multiple of 16 from 48 to 256: "
+            "64 (most presets) or 96 (Atari, ProcGen)"
         )
     if cfg.model.action_minstd > cfg.model.action_maxstd:
         raise ConfigError(

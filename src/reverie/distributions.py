@@ -134,6 +134,36 @@ class MSE:
         return err.sum(tuple(range(-self.dims, 0))) if self.dims else err
 
 
+class Categoricals:
+    """Independent categoricals side by side: logits (..., sum(classes)) in one segment per
+    part, scored against the one-hot observation of the same layout.
+
+    The 2024 code's `categorical` output for a discrete observation (no unimix), its
+    log-probabilities summed over the parts; `pred` is the most likely class of each part,
+    one-hot, in the observation's own layout.
+    """
+
+    def __init__(self, logits: Tensor, classes: tuple[int, ...]):
+        self.logits = logits
+        self.classes = classes
+
+    def _parts(self, x: Tensor) -> list[Tensor]:
+        return list(x.split(self.classes, -1))
+
+    def pred(self) -> Tensor:
+        parts = [F.one_hot(p.argmax(-1), p.shape[-1]) for p in self._parts(self.logits)]
+        return torch.cat(parts, -1).to(self.logits.dtype)
+
+    def log_prob(self, onehot: Tensor) -> Tensor:
+        onehot = onehot.to(self.logits.dtype)
+        if len(set(self.classes)) == 1:  # equal parts: one log-softmax over (..., P, K)
+            shape = (*self.logits.shape[:-1], len(self.classes), self.classes[0])
+            logp = torch.log_softmax(self.logits.reshape(shape), -1)
+            return (onehot.reshape(shape) * logp).sum((-2, -1))
+        pairs = zip(self._parts(onehot), self._parts(self.logits))
+        return sum_tensors([(t * torch.log_softmax(p, -1)).sum(-1) for t, p in pairs])
+
+
 class Bernoulli:
     def __init__(self, logits: Tensor):
         self.logits = logits

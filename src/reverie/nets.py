@@ -134,9 +134,17 @@ class BlockLinear(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """64x64 image -> 4 stages of conv (kernel 5) + norm + SiLU, halving the size each stage."""
+    """HxW image -> 4 stages of conv (kernel 5) + norm + SiLU, halving the size each stage
+    (64x64 -> 4x4, 96x96 -> 6x6)."""
 
-    def __init__(self, channels: int, depth: int, mults=(2, 3, 4, 4), strided: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        depth: int,
+        mults=(2, 3, 4, 4),
+        strided: bool = False,
+        size: tuple[int, int] = (64, 64),
+    ):
         super().__init__()
         self.strided = strided
         self.convs = nn.ModuleList()
@@ -146,7 +154,8 @@ class ConvEncoder(nn.Module):
             self.convs.append(conv(inp, depth * m, 5, stride=2 if strided else 1))
             self.norms.append(ChannelNorm(depth * m))
             inp = depth * m
-        self.out_dim = inp * 4 * 4
+        h, w = (side >> len(mults) for side in size)
+        self.out_dim = inp * h * w
         # NHWC images permute to channels-last NCHW views; matching weights run faster
         # torch's Module.to overloads omit `memory_format`, which Module.to accepts and documents
         self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stub
@@ -178,9 +187,10 @@ class ChannelNorm(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Latent state -> 4x4 map -> 4 stages of nearest x2 upsampling + conv -> 64x64 sigmoid image.
+    """Latent state -> 4x4 map -> 4 stages of nearest x2 upsampling + conv -> 64x64 sigmoid
+    image (a 6x6 map for 96x96: the map is the image size halved 4 times).
 
-    The 4x4 map is the 2024 code's (`bspace: 8`): `deter` through a block-diagonal linear
+    The map is the 2024 code's (`bspace: 8`): `deter` through a block-diagonal linear
     and the flat `stoch` through Linear(2 units)+Norm+SiLU then Linear, summed, then
     Norm+SiLU; the block-diagonal map keeps the first layer small at large `deter`.
     """
@@ -194,13 +204,16 @@ class ConvDecoder(nn.Module):
         units: int,
         blocks: int = 8,
         mults=(2, 3, 4, 4),
+        size: tuple[int, int] = (64, 64),
     ):
         super().__init__()
-        depths = [depth * m for m in reversed(mults)]  # 4x4 stage first
+        depths = [depth * m for m in reversed(mults)]  # the smallest map's stage first
         self.deter, self.start = deter, depths[0]
-        self.space_deter = BlockLinear(deter, 16 * depths[0], blocks)
+        self.minres = tuple(side >> len(mults) for side in size)  # (4, 4) for 64x64
+        cells = self.minres[0] * self.minres[1]
+        self.space_deter = BlockLinear(deter, cells * depths[0], blocks)
         self.space_stoch = Dense(stoch, 2 * units)
-        self.space_out = linear(2 * units, 16 * depths[0])
+        self.space_out = linear(2 * units, cells * depths[0])
         self.space_norm = ChannelNorm(depths[0])
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -213,12 +226,12 @@ class ConvDecoder(nn.Module):
         self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stub
 
     def space(self, feat: Tensor) -> Tensor:
-        """The 4x4 map before its norm: feat (N, deter + stoch) -> (N, C, 4, 4)."""
+        """The smallest map before its norm: feat (N, deter + stoch) -> (N, C, h, w)."""
         n = feat.shape[0]
         deter, stoch = feat[:, : self.deter], feat[:, self.deter :]
         blocks = self.space_deter.weight.shape[0]
-        x0 = self.space_deter(deter.reshape(n, blocks, -1)).reshape(n, self.start, 4, 4)
-        x1 = self.space_out(self.space_stoch(stoch)).reshape(n, self.start, 4, 4)
+        x0 = self.space_deter(deter.reshape(n, blocks, -1)).reshape(n, self.start, *self.minres)
+        x1 = self.space_out(self.space_stoch(stoch)).reshape(n, self.start, *self.minres)
         return (x0 + x1).contiguous(memory_format=torch.channels_last)
 
     def forward(self, feat: Tensor) -> Tensor:

@@ -53,20 +53,22 @@ def evaluate(
     episodes: int,
     seed: int = 0,
     prefix: str = "eval/",
-    mode: str = "mode",
+    mode: str | None = None,
     frames: Any = None,
     on_episode: Callable[[int, float, int], None] | None = None,
     factory: EnvFactory | None = None,
 ) -> dict[str, float]:
     """Mean return and length over `episodes` full episodes in a fresh single env.
 
-    :param mode: "mode" (the policy's most likely action) or "sample".
+    :param mode: "sample" (the policy's sample, as the authors' code evaluates) or "mode"
+        (its most likely action); None: the run's `run.eval_mode`.
     :param frames: anything with `append(frame)` (a list, `reverie.viz.video.VideoWriter`)
         that receives every frame as (H, W, 3) uint8: the env's first image observation,
         else `env.render()` (gym envs are then built with render_mode='rgb_array').
     :param on_episode: called as `on_episode(index, return, length)` after each episode.
     :param factory: your own env, as the run got it (`reverie.envs.custom`).
     """
+    mode = mode or str(cfg.run.get("eval_mode", "sample"))
     kw = env_kwargs(cfg.env)
     image_key = next(iter(agent.obs_spec.images), None)
     if frames is not None and image_key is None and split_id(str(cfg.env.id))[0] == "gym":

@@ -16,7 +16,7 @@ by string keys.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -258,16 +258,18 @@ class LoadedAgent:
 
 def checkpoint_specs(ckpt: Checkpoint, cfg: DictConfig) -> tuple[ObsSpec, ActSpec]:
     """The specs the checkpoint stored; for a file written before they were stored, the
-    ones of the env its config names (which builds that env once)."""
+    ones of the env its config names (which builds that env once), with no categorical
+    keys: such a file predates them, its model read every vector as numbers."""
     if ckpt.specs is not None:
         return specs_from_state(ckpt.specs)
     from reverie.envs import describe_spaces, env_kwargs, make_env
 
     env = make_env(str(cfg.env.id), **env_kwargs(cfg.env))
     try:
-        return describe_spaces(env)
+        obs, act = describe_spaces(env)
     finally:
         env.close()
+    return replace(obs, discrete={}), act
 
 
 def load_agent(

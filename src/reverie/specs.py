@@ -15,7 +15,7 @@ This module is the bottom layer: it imports nothing from the model or the envs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,14 +30,32 @@ STEP_KEYS = ("reward", "is_first", "is_last", "is_terminal", "action", "deter", 
 
 @dataclass(frozen=True)
 class ObsSpec:
-    """Which observation keys the model reads: flat float vectors and uint8 HxWxC images."""
+    """Which observation keys the model reads: flat float vectors and uint8 HxWxC images.
+
+    `discrete` names the vectors that are categorical (a Discrete, MultiDiscrete or
+    MultiBinary observation): the class count of each part, whose one-hot segments lie
+    side by side in the key's vector (their sum is its size). As in the 2024 code, the
+    encoder reads them as one-hot without symlog and the decoder predicts each part with a
+    categorical head; the other vectors are symlog'd numbers.
+    """
 
     vectors: dict[str, int]  # key -> size
     images: dict[str, tuple[int, int, int]]  # key -> (H, W, C)
+    discrete: dict[str, tuple[int, ...]] = field(default_factory=dict)  # key -> classes
+
+    def __post_init__(self) -> None:
+        for key, classes in self.discrete.items():
+            assert key in self.vectors and sum(classes) == self.vectors[key], (key, classes)
 
     @property
     def image_channels(self) -> int:
         return sum(shape[-1] for shape in self.images.values())
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the images, which share it (the observation wrapper resizes them)."""
+        h, w, _ = next(iter(self.images.values()))
+        return h, w
 
     @property
     def keys(self) -> list[str]:
@@ -125,9 +143,11 @@ def bounds_affine(
 
 def specs_from_spaces(obs_space: spaces.Dict, act_space: spaces.Space) -> tuple[ObsSpec, ActSpec]:
     """The specs of an env whose observations are `reverie.envs.wrappers.DreamerObservation`'s
-    Dict of float vectors and uint8 images, acting in a Discrete or float Box space."""
+    Dict of float vectors (one-hot ones carrying their `classes`) and uint8 images, acting
+    in a Discrete or float Box space."""
     vectors: dict[str, int] = {}
     images: dict[str, tuple[int, int, int]] = {}
+    discrete: dict[str, tuple[int, ...]] = {}
     for key, space in obs_space.spaces.items():
         shape = space.shape
         assert shape is not None, (key, space)  # Box spaces have a shape
@@ -136,7 +156,11 @@ def specs_from_spaces(obs_space: spaces.Dict, act_space: spaces.Space) -> tuple[
             images[key] = (h, w, c)
         else:
             vectors[key] = int(shape[0])
-    return ObsSpec(vectors, images), act_spec_of(act_space)
+            # the one-hot vector of a categorical observation (envs.wrappers.OneHotBox)
+            classes = getattr(space, "classes", None)
+            if classes is not None:
+                discrete[key] = tuple(int(n) for n in classes)
+    return ObsSpec(vectors, images, discrete), act_spec_of(act_space)
 
 
 def act_spec_of(space: spaces.Space) -> ActSpec:
@@ -183,7 +207,9 @@ def specs_from_state(state: dict[str, Any]) -> tuple[ObsSpec, ActSpec]:
     """`specs_state` read back."""
     o = state["obs"]
     images = {k: (int(v[0]), int(v[1]), int(v[2])) for k, v in o["images"].items()}
-    return ObsSpec(dict(o["vectors"]), images), _act_from_state(state["act"])
+    # checkpoints written before `discrete` have none: their vectors stay numbers
+    discrete = {k: tuple(int(n) for n in v) for k, v in o.get("discrete", {}).items()}
+    return ObsSpec(dict(o["vectors"]), images, discrete), _act_from_state(state["act"])
 
 
 def _act_from_state(a: dict[str, Any]) -> ActSpec:

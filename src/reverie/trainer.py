@@ -154,6 +154,10 @@ class Trainer:
                 raise
             finally:
                 progress.close()
+        if self.step >= total and self.eval_clock.every and self.eval_clock.last != self.step:
+            self.eval_clock.last = self.step  # scores are read at the budget (reverie score)
+            if self.coordinator.main:
+                self.logger.write(self.step, self.evaluate(self.run.eval_episodes))
         self._log_train(log_speed.read(time.time(), self.step, self.updates))
         path = self.save()
         self.logger.flush()
@@ -384,7 +388,7 @@ class Trainer:
         self.logger.write(self.step, metrics)
         self._hook("on_log", metrics)
 
-    def evaluate(self, episodes: int, prefix: str = "eval/", mode: str = "mode") -> dict:
+    def evaluate(self, episodes: int, prefix: str = "eval/", mode: str | None = None) -> dict:
         seed = self.cfg.seed + 10**6 + self.step
         return evaluate(
             self.agent,

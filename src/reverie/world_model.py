@@ -193,21 +193,34 @@ class Encoder(nn.Module):
             self.mlp = MLP(vec, mc.units, mc.enc_layers, mc.norm)
             self.out_dim += self.mlp.out_dim
         if spec.images:
-            self.cnn = ConvEncoder(spec.image_channels, mc.depth, strided=mc.cnn_strided)
+            self.cnn = ConvEncoder(
+                spec.image_channels, mc.depth, strided=mc.cnn_strided, size=spec.image_size
+            )
             self.out_dim += self.cnn.out_dim
 
     def forward(self, obs: dict[str, Tensor], bdims: int = 2) -> Tensor:
         lead = next(iter(obs.values())).shape[:bdims]
         outs = []
         if self.spec.vectors:
-            x = torch.cat([obs[k].float() for k in self.spec.vectors], -1)
-            outs.append(self.mlp(D.symlog(x) if self.use_symlog else x))
+            outs.append(self.mlp(self.vector_input(obs)))
         if self.spec.images:
             x = torch.cat([obs[k] for k in self.spec.images], -1)
             cnn = self.train_cnn if torch.is_grad_enabled() else self.cnn
             x = cnn(x.reshape(-1, *x.shape[bdims:])).reshape(*lead, -1)
             outs.append(x)
         return torch.cat(outs, -1)
+
+    def vector_input(self, obs: dict[str, Tensor]) -> Tensor:
+        """The vectors side by side, symlog'd (unless ablated) but for the one-hot ones of
+        categorical keys, which the 2024 code's `DictConcat` one-hot encodes unsquished."""
+        discrete = self.spec.discrete
+        if not discrete:
+            x = torch.cat([obs[k].float() for k in self.spec.vectors], -1)
+            return D.symlog(x) if self.use_symlog else x
+        squish = D.symlog if self.use_symlog else D.identity
+        parts = [obs[k].float() for k in self.spec.vectors]
+        parts = [x if k in discrete else squish(x) for k, x in zip(self.spec.vectors, parts)]
+        return torch.cat(parts, -1)
 
     def train_cnn(self, x: Tensor) -> Tensor:
         return self.cnn(x)
@@ -226,17 +239,33 @@ class Decoder(nn.Module):
         if spec.images:
             stoch = feat_dim - mc.deter
             self.cnn = ConvDecoder(
-                mc.deter, stoch, spec.image_channels, mc.depth, mc.units, mc.decoder_blocks
+                mc.deter,
+                stoch,
+                spec.image_channels,
+                mc.depth,
+                mc.units,
+                mc.decoder_blocks,
+                size=spec.image_size,
             )
 
-    def forward(self, feat: Tensor) -> dict[str, D.MSE]:
-        """Distributions per observation key; their log_prob takes the raw observation."""
-        out = {}
+    def forward(self, feat: Tensor) -> dict[str, D.MSE | D.Categoricals]:
+        """Distributions per observation key; their log_prob takes the raw observation.
+
+        Vectors get symlog MSE, categorical keys (`ObsSpec.discrete`) categoricals over
+        their classes from logits in the same slice (the 2024 code's `Decoder`: output
+        'categorical' for a discrete space, 'symlog_mse' for the others).
+        """
+        out: dict[str, D.MSE | D.Categoricals] = {}
         if self.spec.vectors:
             pred = self.vec_out(self.mlp(feat)).float()
             start = 0
             for k, size in self.spec.vectors.items():
-                out[k] = D.MSE(pred[..., start : start + size], 1, self.fwd, self.bwd)
+                part = pred[..., start : start + size]
+                classes = self.spec.discrete.get(k)
+                if classes:
+                    out[k] = D.Categoricals(part, classes)
+                else:
+                    out[k] = D.MSE(part, 1, self.fwd, self.bwd)
                 start += size
         if self.spec.images:
             lead = feat.shape[:-1]

@@ -31,6 +31,7 @@ from reverie.envs.wrappers import (
     UnsupportedSpaceError,
     check_action_space,
 )
+from reverie.machine import usable_cores
 from reverie.specs import ActSpec, ObsSpec, specs_from_spaces
 
 # Each maker: make_<suite>(task, *, pixels=False, size=64, **kwargs) -> gymnasium.Env.
@@ -164,9 +165,25 @@ def env_kwargs(env_cfg) -> dict[str, Any]:
 
 
 def uses_workers(env_cfg) -> bool:
-    """Worker processes for `parallel=async`, and for `auto` when there is more than one env,
-    so that a slow simulator steps beside the learner instead of stalling it."""
-    return env_cfg.parallel == "async" or (env_cfg.parallel == "auto" and env_cfg.num_envs > 1)
+    """Worker processes for `parallel=async`, and for `auto` when there is more than one env
+    and no more envs than cores (2 at least), so that a slow simulator steps beside the
+    learner instead of stalling it. More envs than cores (the paper's 16 on a laptop) step
+    in the learner's process: a worker per env would leave the learner one thread
+    (`accel.learner_threads`) and the workers would mostly wait."""
+    if env_cfg.parallel != "auto":
+        return env_cfg.parallel == "async"
+    return 1 < env_cfg.num_envs <= max(2, usable_cores())
+
+
+def envs_note(env_cfg) -> str:
+    """Where the run's envs step, for its first lines."""
+    n = int(env_cfg.num_envs)
+    if uses_workers(env_cfg):
+        return f"{n} envs, each in a worker process"
+    if env_cfg.parallel == "auto":
+        why = f"more envs than the {usable_cores()} cores; env.parallel=async for workers"
+        return f"{n} envs, stepped in turn in this process ({why})"
+    return f"{n} envs, stepped in turn in this process (env.parallel=sync)"
 
 
 def make_vector_env(env_cfg, seed: int, factory: EnvFactory | None = None) -> gym.vector.VectorEnv:

@@ -2,10 +2,10 @@
 
 Proprio (default): the time step's observations flattened into one float32 vector.
 Vision (`pixels=True`, preset dmc_vision): camera 0 rendered at `size` x `size`
-(quadruped: camera 2). Rendering takes a fast path by default: no multisampling
-(`model.vis.quality.offsamples = 0`), no shadows, no reflections, which renders
-far faster in software with frames that still look right; `fast_render=False` keeps
-MuJoCo's defaults. Needs `pip install -e .[dmc]`.
+(quadruped: camera 2), with MuJoCo's default rendering as in the authors' code.
+`fast_render=True` renders without multisampling (`model.vis.quality.offsamples = 0`),
+shadows and reflections: several times faster in software, but the frames differ
+(darker, no shadows; benchmarks/results/dmc_render_check.md). Needs `pip install -e .[dmc]`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def make_dmc(
     pixels: bool = False,
     size: int = 64,
     camera: int | None = None,
-    fast_render: bool = True,
+    fast_render: bool = False,
     **kwargs: Any,
 ) -> gym.Env:
     """`dmc:<domain>_<task>`; extra kwargs go to the task (`task_kwargs` of suite.load)."""

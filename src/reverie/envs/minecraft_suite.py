@@ -13,6 +13,10 @@ each paid once per episode, for log, plank, stick, crafting table, wooden pickax
 cobblestone, stone pickaxe, iron ore, furnace, iron ingot, iron pickaxe and diamond.
 The agent sees the frame, the inventory counts, the most of each item held this episode
 and the equipped item (one-hot), and picks one of the discrete actions of `ACTIONS`.
+As in the authors' code, the reward also has a health term, 0.01 times the change in
+health (life / 20), where the env reports life (`life_stats`; a mission with
+MineRL's life-stats observation). The authors' mission also mines 100 times faster
+(break speed 100); ObtainDiamond-v0 has no such setting (docs/domains.md).
 """
 
 from __future__ import annotations
@@ -131,6 +135,15 @@ def milestone_reward(inventory: dict[str, Any], reached: set[str]) -> tuple[floa
     return float(len(new)), new
 
 
+HEALTH_SCALE = 0.01  # reward per unit of health (life / 20), the authors' health term
+
+
+def health(raw: dict[str, Any]) -> float | None:
+    """Health in [0, 1] (life / 20) where the env reports life stats, else None."""
+    life = raw.get("life_stats", {}).get("life")
+    return None if life is None else float(life) / 20.0
+
+
 def minerl_action(index: int) -> dict[str, Any]:
     action = dict(NOOP)
     action.update(ACTIONS[int(index)])
@@ -158,6 +171,7 @@ class MinecraftDiamond(gym.Env):
         self.reached: set[str] = set()
         self.max_inventory = np.zeros(len(ITEMS), np.float32)
         self._pov: np.ndarray | None = None
+        self.health: float | None = None
 
     def _obs(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
         inventory = raw.get("inventory", {})
@@ -182,6 +196,7 @@ class MinecraftDiamond(gym.Env):
         self.max_inventory = np.zeros(len(ITEMS), np.float32)
         raw = self.inner.reset()
         milestone_reward(raw.get("inventory", {}), self.reached)  # held at start: no reward
+        self.health = health(raw)
         return self._obs(raw), {"milestones": sorted(self.reached)}
 
     def step(self, action):
@@ -190,6 +205,10 @@ class MinecraftDiamond(gym.Env):
         if float(env_reward) >= 1024:  # ObtainDiamond's reward for the diamond itself
             inventory["diamond"] = max(1, int(inventory.get("diamond", 0)))
         reward, new = milestone_reward(inventory, self.reached)
+        now = health(raw)
+        if now is not None and self.health is not None:
+            reward += HEALTH_SCALE * (now - self.health)
+        self.health = now
         truncated = bool(done) and bool(info.get("TimeLimit.truncated", False))
         terminated = bool(done) and not truncated
         info = {"milestones": new}

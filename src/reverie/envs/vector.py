@@ -8,14 +8,26 @@ truncated=True, an info flag naming the fault) and the next step returns the new
 episode's first observation: Gymnasium's NEXT_STEP autoreset pattern, so the trainer's
 episode bookkeeping needs no special case. Each fault is reported in that env's info:
 `env_fault` ("<kind>: <message>") and `worker_restarts` (the total so far).
+
+The workers are started with 'spawn', which imports the parent's main script again in each
+worker. A script without the `if __name__ == "__main__":` guard would start training (and
+workers) again there: such a worker exits quietly (REIMPORTED_MAIN_EXIT) and the parent
+raises UnguardedMainError, one line naming the two fixes. A main that cannot be imported
+again (a script piped to `python -`) is not asked for: the workers start without it, as
+they do under `python -c` or in a notebook (a factory reaches them pickled by value).
+'fork' would need no guard, but forking a process that runs torch's threads (and, at a
+worker's restart mid-training, the learner's) can deadlock the child, so it is not used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
+import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -37,10 +49,55 @@ MAX_FAULT_STREAK = 3
 # Starting a worker (imports) and resetting an env (MineRL launches Minecraft) can take far
 # longer than a step: they get at least this many seconds.
 STARTUP_TIMEOUT = 300.0
+# The exit code of a worker that found itself re-running a main script without the guard.
+REIMPORTED_MAIN_EXIT = 87
 
 
 class EnvWorkerError(ReverieError, RuntimeError):
     """An env kept failing, even in fresh worker processes."""
+
+
+class UnguardedMainError(EnvWorkerError):
+    """The workers re-ran the main script, whose training code is not under the guard."""
+
+
+def _bootstrapping() -> bool:
+    """Whether this process is a spawned child still importing its parent's main module
+    (what multiprocessing itself checks before refusing to start a process there)."""
+    return bool(getattr(mp.current_process(), "_inheriting", False))
+
+
+def _unguarded_message() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = spec.name if spec is not None else getattr(main, "__file__", None)
+    script = f"your script {name}" if name else "your script"
+    return (
+        f"env worker processes import {script} again, and its training code is not under "
+        '`if __name__ == "__main__":`, so each worker started training again: put it under '
+        "that guard, or pass env.parallel=sync to step the envs in this process"
+    )
+
+
+@contextlib.contextmanager
+def _unimportable_main_left_out() -> Iterator[None]:
+    """Leave the main script out of what a spawned worker imports when it cannot be
+    imported again: a script read from stdin (`python -`) has the path '<stdin>', on which
+    every worker would die. `python -c` and notebooks have no path, and work as is."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    where = getattr(mp.process, "ORIGINAL_DIR", None) or ""  # spawn's base for a relative path
+    if os.path.isfile(os.path.join(where, path)):
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 class WorkerFault(Exception):
@@ -89,7 +146,8 @@ class _Worker:
         self.process = ctx.Process(
             target=_worker, args=(CloudpickleWrapper(make), child), daemon=True
         )
-        self.process.start()
+        with _unimportable_main_left_out():
+            self.process.start()
         child.close()  # the parent's end then sees EOF as soon as the worker dies
         self.broken = False
 
@@ -140,6 +198,10 @@ class FaultTolerantVectorEnv(gym.vector.VectorEnv):
     """
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], step_timeout: float = 60.0):
+        if _bootstrapping():
+            # a worker re-running a main script that lacks the guard: no traceback here,
+            # the parent reads this exit code and says what happened (UnguardedMainError)
+            raise SystemExit(REIMPORTED_MAIN_EXIT)
         self.env_fns = list(env_fns)
         self.num_envs = len(self.env_fns)
         self.step_timeout = float(step_timeout)  # 0: wait forever
@@ -150,8 +212,11 @@ class FaultTolerantVectorEnv(gym.vector.VectorEnv):
         try:
             spaces = [self._handshake(i) for i in range(self.num_envs)]
         except WorkerFault as fault:
+            reran = any(w.process.exitcode == REIMPORTED_MAIN_EXIT for w in self.workers)
             self.close_extras()
             self.closed = True
+            if reran:
+                raise UnguardedMainError(_unguarded_message()) from None
             cause = fault.__cause__
             raise cause if cause is not None else EnvWorkerError(str(fault)) from None
         self.single_observation_space, self.single_action_space = spaces[0]

@@ -1,5 +1,5 @@
-"""Wrappers that turn any Gymnasium env into the agent's view: a Dict of vectors and images,
-actions in [-1, 1] (continuous) or one-hot (discrete)."""
+"""Wrappers that turn any Gymnasium env into the agent's view: a Dict of vectors (categorical
+observations one-hot) and images, actions in [-1, 1] (continuous) or one-hot (discrete)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ def _leaves(space: spaces.Space, name: str) -> list[tuple[str, tuple, spaces.Spa
 
 
 class DreamerObservation(gym.ObservationWrapper):
-    """Dict observation with float32 vectors and uint8 (size, size, C) images.
+    """Dict observation with float32 vectors and uint8 (size, size, C) images; a Discrete,
+    MultiDiscrete or MultiBinary leaf becomes a one-hot vector whose space (`OneHotBox`)
+    names its classes.
 
     A plain Box observation becomes key 'vector' (or 'image' for uint8 frames).
     """
@@ -65,8 +67,11 @@ class DreamerObservation(gym.ObservationWrapper):
                 out[name] = spaces.Box(0, 255, (image_size, image_size, chans), np.uint8)
                 self.kinds[key] = ("image", name)
             else:
-                size = _flat_size(space)
-                out[name] = spaces.Box(-np.inf, np.inf, (size,), np.float32)
+                classes = _classes(space)
+                if classes:
+                    out[name] = OneHotBox(classes)
+                else:
+                    out[name] = spaces.Box(-np.inf, np.inf, (_flat_size(space),), np.float32)
                 self.kinds[key] = ("vector", name)
         self.observation_space = spaces.Dict(out)
 
@@ -91,11 +96,35 @@ class DreamerObservation(gym.ObservationWrapper):
         return result
 
 
-def _flat_size(space: spaces.Space) -> int:
+class OneHotBox(spaces.Box):
+    """The observation space of a categorical key: one-hot segments side by side, one per
+    part, `classes` the class count of each part. `reverie.specs.specs_from_spaces` reads
+    `classes` into `ObsSpec.discrete`; a Box subclass keeps them through pickling (env
+    worker processes) and through the vector envs, whose `single_observation_space` is
+    the env's own."""
+
+    def __init__(self, classes: tuple[int, ...]):
+        super().__init__(0.0, 1.0, (int(sum(classes)),), np.float32)
+        self.classes = tuple(int(n) for n in classes)
+
+
+def _classes(space: spaces.Space) -> tuple[int, ...]:
+    """The class count of each categorical part of an observation leaf; () for numbers.
+
+    A Discrete is one part; a MultiDiscrete one part per entry; a MultiBinary one part of
+    2 classes per bit, as the 2024 code's spaces (`elements.Space`) count a bool: discrete,
+    2 classes, one-hot encoded and decoded by a categorical head like any other.
+    """
     if isinstance(space, spaces.Discrete):
-        return int(space.n)
+        return (int(space.n),)
     if isinstance(space, spaces.MultiDiscrete):
-        return int(np.sum(space.nvec))
+        return tuple(int(n) for n in np.ravel(space.nvec))
+    if isinstance(space, spaces.MultiBinary):
+        return (2,) * int(np.prod(space.shape))
+    return ()
+
+
+def _flat_size(space: spaces.Space) -> int:
     return int(np.prod(space.shape)) if space.shape else 1
 
 
@@ -105,8 +134,11 @@ def _flatten(space: spaces.Space, value) -> np.ndarray:
         out[int(value) - int(space.start)] = 1.0
         return out
     if isinstance(space, spaces.MultiDiscrete):
-        parts = [np.eye(n, dtype=np.float32)[v] for n, v in zip(space.nvec.flat, np.ravel(value))]
+        index = np.ravel(value) - np.ravel(getattr(space, "start", 0))
+        parts = [np.eye(n, dtype=np.float32)[v] for n, v in zip(space.nvec.flat, index)]
         return np.concatenate(parts)
+    if isinstance(space, spaces.MultiBinary):
+        return np.eye(2, dtype=np.float32)[np.ravel(value).astype(np.int64)].reshape(-1)
     return np.asarray(value, np.float32).reshape(-1)
 
 

@@ -4,9 +4,19 @@ over tasks with 95% stratified-bootstrap intervals, on the suite's own scale (DM
 Atari100k: human-normalised score, Crafter: the Crafter score). Written as Markdown and
 JSON; `reverie.sweep.plot` draws the curves.
 
-A run's final score is the mean return of its training episodes in the last 10% of the
-sweep's step budget (its last episode's return when none ended there). Only finished
-cells count; the table says how many of each task's seeds it holds.
+A run's final score depends on its suite's protocol, and each suite's section names the
+window it used (`window_text`):
+
+- Atari100k (the paper's protocol): the mean return of the evaluation episodes logged at the
+  end of training, i.e. the `eval/return` rows of metrics.jsonl at the run's last evaluation,
+  which must lie at or past the sweep's budget (the preset's 100,000 agent steps = 400K
+  frames; the action repeat of 4 happens inside the env). A run without such an evaluation
+  (`run.eval_every=0`, or a budget the evaluation clock does not land on) falls back to the
+  rule below, and its task row says so (`fallback`, and a mark in the Markdown table).
+- every other suite: the mean return of its training episodes in the last 10% of the
+  sweep's step budget (its last episode's return when none ended there).
+
+Only finished cells count; the table says how many of each task's seeds it holds.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ from reverie.viz.plot import (
 )
 
 WINDOW = 0.1  # the last share of the budget whose episodes make a run's final score
+EVAL_SUITES = {"atari100k"}  # suites scored by the evaluation at the end of training
+FINAL_EVAL, LAST_TRAIN = "final_eval", "train_last"  # a run's window (RunScore.window)
 SCALES = {  # suite -> the scale its aggregates are on
     "dmc_proprio": "return",
     "dmc_vision": "return",
@@ -48,8 +60,10 @@ SCALES = {  # suite -> the scale its aggregates are on
 class RunScore:
     cell: Cell
     run: Run
-    final: float  # mean episode return in the last WINDOW of the budget
+    final: float  # its score: the final evaluation's mean, or its training episodes' mean
     crafter: float | None  # the Crafter score (%) of its episodes, Crafter runs only
+    window: str = LAST_TRAIN  # FINAL_EVAL or LAST_TRAIN: which episodes `final` averages
+    fallback: bool = False  # its suite scores FINAL_EVAL, but the run had no final evaluation
 
 
 def final_return(run: Run, budget: int, window: float = WINDOW) -> float:
@@ -60,6 +74,38 @@ def final_return(run: Run, budget: int, window: float = WINDOW) -> float:
         return float("nan")
     late = steps >= (1 - window) * budget
     return float(returns[late].mean() if late.any() else returns[-1])
+
+
+def final_eval(run: Run, budget: int) -> float | None:
+    """Mean return of the evaluation logged at the run's last evaluation step (each row
+    is the mean over `run.eval_episodes` episodes; rows repeated at that step, e.g. by a
+    resumed run, are averaged), if that step is at or past `budget`; else None."""
+    steps, returns = run.eval
+    if not len(steps) or steps.max() < budget:
+        return None
+    return float(returns[steps == steps.max()].mean())
+
+
+def run_score(run: Run, budget: int, suite: str) -> tuple[float, str, bool]:
+    """(score, window, fallback) of a run in `suite`: see the module's docstring."""
+    if suite in EVAL_SUITES:
+        found = final_eval(run, budget)
+        if found is not None:
+            return found, FINAL_EVAL, False
+        return final_return(run, budget), LAST_TRAIN, True
+    return final_return(run, budget), LAST_TRAIN, False
+
+
+def window_text(suite: str, steps: int) -> str:
+    """The window a suite's runs are scored over, for the score's Markdown and JSON."""
+    label = published.suite_info(suite).get("label", suite)
+    if suite in EVAL_SUITES:
+        frames = steps * published.FRAMES_PER_STEP.get(suite, 1)
+        return (
+            f"{label}: mean of the evaluation episodes at {steps:,} agent steps "
+            f"({_short(frames)} frames)"
+        )
+    return f"{label}: mean of the training episodes in the last {WINDOW:.0%} of the budget"
 
 
 def suite_key(run: Run) -> str:
@@ -83,11 +129,9 @@ def collect(root: Path, spec: SweepSpec, cells: list[Cell]) -> tuple[list[RunSco
             continue
         run = load_run(logdir)
         rates = success_rates([run]) if run.achievements else {}
-        scores.append(
-            RunScore(
-                cell, run, final_return(run, spec.steps), crafter_score(rates) if rates else None
-            )
-        )
+        final, window, fallback = run_score(run, spec.steps, suite_key(run))
+        crafter = crafter_score(rates) if rates else None
+        scores.append(RunScore(cell, run, final, crafter, window, fallback))
     return scores, left_out
 
 
@@ -127,7 +171,11 @@ def task_row(group: list[RunScore], budget: int, suite: str) -> dict[str, Any]:
         "seeds": [r.cell.seed for r in group],
         "cells": [r.cell.name for r in group],
         "scores": [r.final for r in group],
+        "windows": [r.window for r in group],
     }
+    fallback = [r.cell.name for r in group if r.fallback]
+    if fallback:  # never silently: these are not scored by the suite's own window
+        row["fallback"] = fallback
     row.update(_spread(finals))
     left = {k: v for r in group for k, v in departures(r.run.logdir).items()}
     if left:  # scored, but not against the paper's number as if it were comparable
@@ -232,6 +280,7 @@ def score_sweep(
         info = published.suite_info(suite)
         suites[suite] = {
             "label": info.get("label", suite),
+            "window": window_text(suite, spec.steps),
             "published_steps": published.published_steps(suite),
             "tasks": rows,
             "aggregates": suite_aggregates(rows, suite, reps) if suite in SCALES else {},
@@ -283,9 +332,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"# Scores of the sweep {result['root']}",
         "",
         f"{result['finished']} of {result['cells']} cells finished ({_short(steps)} env steps "
-        f"each). A run's score: the mean return of its training episodes in the last "
-        f"{result['window']:.0%} of the budget. Spread: std over seeds (min, max). Intervals: "
-        f"95% stratified bootstrap ({result['reps']} samples).",
+        f"each). A run's score: as each suite's window says. Spread: std over seeds (min, "
+        f"max). Intervals: 95% stratified bootstrap ({result['reps']} samples).",
     ]
     if result["left_out"]:
         lines.append(f"Left out (not finished): {', '.join(result['left_out'])}.")
@@ -307,10 +355,14 @@ def _suite_markdown(suite: str, entry: dict[str, Any], steps: int) -> list[str]:
     extra = {"atari100k": "human-normalised", "crafter": "Crafter score (DreamerV3)"}.get(suite)
     if extra:
         head.append(extra)
-    lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    apart = []
+    lines = [title, "", f"Window — {entry['window']}.", ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    apart, fell_back = [], []
     for row in entry["tasks"]:
         name = row["group"]
+        if row.get("fallback"):
+            name += " ‡"
+            fell_back += row["fallback"]
         if row.get("not_comparable"):
             name += " †"
             what = ", ".join(
@@ -336,6 +388,13 @@ def _suite_markdown(suite: str, entry: dict[str, Any], steps: int) -> list[str]:
         lines.append(
             "\n† not comparable to the published score: the run leaves the domain preset's "
             f"protocol ({'; '.join(apart)})."
+        )
+    if fell_back:
+        lines.append(
+            f"\n‡ no evaluation at the end of training ({_short(steps)} steps) in "
+            f"{', '.join(fell_back)}: scored instead by the mean of the training episodes in "
+            f"the last {WINDOW:.0%} of the budget (run.eval_every=0, or evaluations that do not "
+            "land on the last step)."
         )
     lines += _aggregate_markdown(entry, steps, short)
     if suite == "atari100k" and entry.get("published_paper"):
