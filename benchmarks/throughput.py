@@ -300,14 +300,19 @@ def main() -> None:
                 json.dump(rows, f, indent=1)
         return
     if args.one:
-        result = measure(
-            *args.one,
-            args.updates,
-            args.threads,
-            args.train_ratio,
-            args.loop_seconds,
-            args.overrides,
-        )
+        from reverie.errors import ReverieError
+
+        try:
+            result = measure(
+                *args.one,
+                args.updates,
+                args.threads,
+                args.train_ratio,
+                args.loop_seconds,
+                args.overrides,
+            )
+        except ReverieError as e:  # a refused setting: one line, as reverie's CLI says it
+            sys.exit(f"{' '.join(args.one)}: {e}")
         print("RESULT " + json.dumps(result))
         return
 

@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 import yaml
 
+from reverie import dry_run
 from reverie.cli import main
 from reverie.clocks import TrainRatio
 from reverie.config import ConfigError
@@ -198,7 +199,8 @@ def test_size_paper_is_passed_as_the_size_it_stands_for():
 
 @pytest.mark.slow
 @pytest.mark.slow
-def test_dry_run_prints_one_command_per_cell_and_writes_nothing(tmp_path, capsys):
+def test_dry_run_prints_one_command_per_cell_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(dry_run, "MEASURE_SECONDS", 0.5)  # the timing is not tested here
     root = tmp_path / "root"
     argv = sweep_argv(root, "--tasks", f"{CARTPOLE},gym:Pendulum-v1", "--seeds", "0,4")
     assert main([*argv, "--steps", "300", "--grid", "run.batch_size=4,5", "--dry-run"]) == 0
@@ -515,7 +517,8 @@ def test_reproduce_refuses_an_unknown_suite_or_task():
 
 @pytest.mark.skipif(not suite_installed("dmc"), reason="dmc not installed")
 @pytest.mark.slow
-def test_reproduce_dry_run_on_the_command_line(tmp_path, capsys):
+def test_reproduce_dry_run_on_the_command_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(dry_run, "MEASURE_SECONDS", 0.5)  # the timing is not tested here
     root = tmp_path / "root"
     argv = ["reproduce", "dmc_proprio", *TINY, "--tasks", "cartpole_balance", "--steps", "1000"]
     assert main([*argv, "--seeds", "2", "--root", str(root), "--dry-run"]) == 0

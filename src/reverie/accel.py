@@ -48,7 +48,8 @@ def cpu_kind() -> str:
     vector = next((name for flag, name in widths.items() if flag in flags), "no AVX")
     bf16 = [f.upper() for f in ("avx512_bf16", "amx_bf16") if f in flags]
     kind = f"{vector} + {' + '.join(bf16)}" if bf16 else f"{vector}, no native bf16"
-    return f"{_cpuinfo('model name') or 'unknown CPU'}, {usable_cores()} cores, {kind}"
+    cores = usable_cores()
+    return f"{_cpuinfo('model name') or 'unknown CPU'}, {cores} core{'s' * (cores != 1)}, {kind}"
 
 
 def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
@@ -82,6 +83,17 @@ def resolve_compile(setting: str, device: torch.device) -> bool:
     return cxx_compiler() is not None
 
 
+def resolve_cudagraphs(setting: bool, device: torch.device) -> bool:
+    """Whether the compiled update replays as CUDA graphs (`run.cudagraphs`); a one-line
+    error off CUDA, where there are none."""
+    if setting and device.type != "cuda":
+        raise ConfigError(
+            f"run.cudagraphs=true needs a CUDA device, and this run is on {device.type}: "
+            "leave it false (CUDA graphs do not exist there)"
+        )
+    return bool(setting)
+
+
 def use_persistent_cache() -> None:
     """Keep Inductor's compiled kernels across reboots, so a second run starts in seconds."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -93,13 +105,22 @@ class CompiledMethod:
     fails (no working compiler, an unsupported op), one warning names the method and it
     runs eagerly from then on: same maths, only slower."""
 
-    def __init__(self, method: Callable, name: str, backend: str | Callable = "inductor"):
+    def __init__(
+        self,
+        method: Callable,
+        name: str,
+        backend: str | Callable = "inductor",
+        cudagraphs: bool = False,
+    ):
         self.eager, self.name = method, name
         # draw random numbers with the eager kernels: a seed gives the same samples compiled
         # or not, so the two paths agree up to rounding (tests/test_accel.py)
         options: dict[str, Any] | None = (
             {"fallback_random": True} if backend == "inductor" else None
         )
+        if options is not None and cudagraphs:
+            options["triton.cudagraphs"] = True  # what mode="reduce-overhead" sets
+        self.options = options
         # shapes are fixed by the batch, so each method compiles once
         self.compiled = torch.compile(method, dynamic=False, backend=backend, options=options)
         self.failure: str | None = None
@@ -139,8 +160,11 @@ def _is_compile_error(error: Exception) -> bool:
     return isinstance(error, tuple(kinds))
 
 
-def compile_marked(module: torch.nn.Module, backend: str | Callable = "inductor") -> list[str]:
-    """Compile the methods each submodule of `module` names in its `compiled_methods`.
+def compile_marked(
+    module: torch.nn.Module, backend: str | Callable = "inductor", cudagraphs: bool = False
+) -> list[str]:
+    """Compile the methods each submodule of `module` names in its `compiled_methods`
+    (`cudagraphs`: each replays as a CUDA graph; CUDA only).
 
     Returns the compiled methods' names. Acting keeps every other path eager (any batch
     size, no compilation on the first policy step).
@@ -151,7 +175,8 @@ def compile_marked(module: torch.nn.Module, backend: str | Callable = "inductor"
     for sub in module.modules():
         for attr in getattr(sub, "compiled_methods", ()):
             name = f"{type(sub).__name__}.{attr}"
-            setattr(sub, attr, CompiledMethod(getattr(sub, attr), name, backend))
+            method = CompiledMethod(getattr(sub, attr), name, backend, cudagraphs)
+            setattr(sub, attr, method)
             names.append(name)
     return names
 

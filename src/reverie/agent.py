@@ -18,6 +18,7 @@ from torch import nn
 from reverie.accel import (
     compile_marked,
     resolve_compile,
+    resolve_cudagraphs,
     resolve_precision,
     use_persistent_cache,
 )
@@ -142,6 +143,7 @@ class Agent(nn.Module):
         self.last_update_finite = True
         self.precision = resolve_precision(cfg.run.precision, self.device)  # autocast dtype
         self.compiled: list[str] = []
+        self.cudagraphs = learner and resolve_cudagraphs(cfg.run.cudagraphs, self.device)
         if learner and resolve_compile(cfg.run.compile, self.device):
             self.compile()
 
@@ -155,7 +157,7 @@ class Agent(nn.Module):
         """Compile the update's hot methods, those each module names in `compiled_methods`
         (unlike `nn.Module.compile`, which would compile `forward`). Returns their names."""
         if not self.compiled:
-            self.compiled = compile_marked(self)
+            self.compiled = compile_marked(self, cudagraphs=self.cudagraphs)
         return self.compiled
 
     # ----------------------------------------------------------------- acting
@@ -231,6 +233,9 @@ class Agent(nn.Module):
         Returns metrics (device scalars, no host sync) and the posterior latents of the
         T trained steps for replay write-back: deter (B, T, D), stoch indices (B, T, S).
         """
+        graphs = bool(self.compiled) and self.cudagraphs
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # a new update: replays may reuse memory
         with torch.autocast(
             self.device.type, self.precision or torch.bfloat16, enabled=self.precision is not None
         ):
@@ -258,7 +263,13 @@ class Agent(nn.Module):
 
         metrics.update({f"loss/{name}": v.detach() for name, v in terms.items()})
         metrics["loss/total"] = total.detach()
-        return metrics, encode_latent(post["deter"], post["stoch"])
+        latents = encode_latent(post["deter"], post["stoch"])
+        if graphs:
+            # a graph's outputs live in memory its next replay overwrites, and the trainer
+            # reads metrics and latents after later updates
+            metrics = {k: v.clone() for k, v in metrics.items()}
+            latents = {k: v.clone() for k, v in latents.items()}
+        return metrics, latents
 
     def _average(
         self,

@@ -160,6 +160,9 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch intra-op threads; 0 = cores not used by env workers
     compile: str = "auto"  # torch.compile the update: auto (when a C++ compiler exists) | on | off
+    # CUDA only: the compiled regions replay as CUDA graphs (one launch each instead of
+    # hundreds of kernels; Inductor's triton.cudagraphs, as torch.compile's reduce-overhead)
+    cudagraphs: bool = False
     precision: str = "auto"  # matmul precision: auto (bf16 where the hardware has it) | fp32 | bf16
     nonfinite_patience: int = 10  # non-finite updates in a row (each skipped) before stopping
     progress: bool = True
@@ -571,6 +574,11 @@ def validate(cfg: DictConfig) -> None:
             f"bad value {size!r} for 'env.image_size'; the image encoder halves the frame 4 "
             "times to a map of 3x3 to 16x16, so it takes a multiple of 16 from 48 to 256: "
             "64 (most presets) or 96 (Atari, ProcGen)"
+        )
+    if cfg.run.cudagraphs and cfg.run.compile == "off":
+        raise ConfigError(
+            "run.cudagraphs=true replays the compiled update as CUDA graphs, but "
+            "run.compile=off compiles nothing: use run.compile=on (or auto)"
         )
     if cfg.model.action_minstd > cfg.model.action_maxstd:
         raise ConfigError(

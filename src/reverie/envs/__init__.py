@@ -181,7 +181,8 @@ def envs_note(env_cfg) -> str:
     if uses_workers(env_cfg):
         return f"{n} envs, each in a worker process"
     if env_cfg.parallel == "auto":
-        why = f"more envs than the {usable_cores()} cores; env.parallel=async for workers"
+        cores = usable_cores()
+        why = f"more envs than the {cores} core{'s' * (cores != 1)}; env.parallel=async for workers"
         return f"{n} envs, stepped in turn in this process ({why})"
     return f"{n} envs, stepped in turn in this process (env.parallel=sync)"
 
