@@ -1,5 +1,5 @@
-"""benchmarks/gpu_check.sh on a machine without CUDA: its dry path runs every step on the
-CPU (an eager update case, the CUDA-graph case's refusal, a short DMC run and its curve)
+"""benchmarks/gpu_check.sh on a machine without CUDA: its dry path runs its steps on the
+CPU (the CUDA-graph case's refusal, a short DMC run and its curve)
 and ends in time; and run.cudagraphs is refused off CUDA in one line."""
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ def test_the_gpu_check_takes_its_dry_path_without_cuda(tmp_path):
         **os.environ,
         "OUT": str(tmp_path),
         "PY": sys.executable,
-        "MODES": "eager cudagraphs",  # the compiled case compiles for minutes on a CPU
+        # the eager and compiled cases are throughput.py's own (minutes on a CPU); the
+        # CUDA-graph case goes through the same steps to its refusal
+        "MODES": "cudagraphs",
     }
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh")],
@@ -39,8 +41,7 @@ def test_the_gpu_check_takes_its_dry_path_without_cuda(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     log = (tmp_path / "gpu_check.txt").read_text()
     assert "GPU: none (dry path)" in log
-    eager = log.split("## eager")[1].split("## ")[0]
-    assert "updates_per_s" in eager and " 1m  vector " in eager  # one row of the table
+    assert "## eager" not in log and "## compiled" not in log  # MODES picks the cases
     graphs = log.split("## cudagraphs")[1].split("## ")[0]
     assert "1m vector: run.cudagraphs=true needs a CUDA device" in graphs
     assert "Traceback" not in log
