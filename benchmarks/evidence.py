@@ -14,8 +14,8 @@ mean of 10 episodes against env steps, over the authors' min-max band and median
 
 A row's numbers:
 - env_steps: the last step in metrics.jsonl; score: the mean return of the last 10 training
-  episodes; updates: the last train/updates; wall_minutes: last time - first time (a resumed
-  run's pause included).
+  episodes; updates: the last train/updates; wall_minutes: the time between its first and
+  last metrics lines, less any gap over PAUSE (a stopped and resumed run's pause).
 - official_min/median/max: over the authors' seeds, each seed's curve in
   official_curves.json linearly interpolated at the run's frames (env_steps x
   env.action_repeat: the authors' x axis counts frames, see benchmarks/evidence_official.py),
@@ -98,9 +98,14 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(p.parent for p in found if re.fullmatch(r"seed\d+", p.parent.name))
 
 
+PAUSE = 600.0  # seconds without a metrics line: the run was stopped (it logs every 30 s)
+
+
 def read_log(path: Path) -> dict[str, Any]:
-    """First and last time, last step and last update count of a metrics.jsonl."""
+    """First and last time, the seconds it ran (pauses of a stopped and resumed run left
+    out), last step and last update count of a metrics.jsonl."""
     first = last = step = updates = None
+    running = 0.0
     for line in path.read_text().splitlines():
         try:
             row = json.loads(line)
@@ -108,12 +113,14 @@ def read_log(path: Path) -> dict[str, Any]:
             continue  # a line cut by a crash
         if "time" in row:
             first = row["time"] if first is None else first
+            if last is not None and row["time"] - last < PAUSE:
+                running += row["time"] - last
             last = row["time"]
         if "step" in row:
             step = max(int(row["step"]), step or 0)
         if row.get("train/updates") is not None:
             updates = int(row["train/updates"])
-    return {"first": first, "last": last, "step": step, "updates": updates}
+    return {"first": first, "last": last, "running": running, "step": step, "updates": updates}
 
 
 def after_resume(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +186,7 @@ def summarise(logdir: Path, root: Path, official: dict) -> tuple[dict, dict]:
         "episodes": len(returns),
         "score": float(returns[-WINDOW:].mean()) if len(returns) else None,
         "updates": log["updates"],
-        "wall_minutes": (log["last"] - log["first"]) / 60 if log["first"] is not None else None,
+        "wall_minutes": log["running"] / 60 if log["first"] is not None else None,
     }
     curves = official_curves(official, env_task, pixels)
     row.update(compare(row["score"], official_at(curves, env_steps * repeat)))
