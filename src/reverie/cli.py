@@ -284,13 +284,13 @@ def _summary(title: str, rows: dict[str, object]) -> None:
 def cmd_eval(args) -> int:
     import time
 
-    from reverie.rollout import evaluate
+    from reverie.rollout import eval_mode, evaluate
     from reverie.run_dir import load_agent
 
     agent, cfg, ckpt = load_agent(args.logdir).parts()
     seed = args.seed if args.seed is not None else cfg.seed + 2 * 10**6
     step = ckpt.step
-    mode = args.mode or str(cfg.run.get("eval_mode", "sample"))
+    mode = eval_mode(cfg, args.mode)
     if not args.video:
         result = evaluate(agent, cfg, args.episodes, seed=seed, mode=mode)
     else:

@@ -43,6 +43,11 @@ class TrainRatio:
         """The updates that `steps` env steps pay for at the ratio, besides the first one."""
         return int(steps * self.ratio / self.replayed)
 
+    def budget(self, steps: int, fill: int, start: int = 0) -> int:
+        """The updates paid for from env step `start` to `steps` when training starts once
+        replay holds `fill` steps (a run's budget; a resumed one's rest)."""
+        return self.paid(max(0, steps - fill)) - self.paid(max(0, start - fill))
+
     def owed(self, steps: int, updates: int) -> int:
         return max(0, self.paid(steps) + 1 - updates)
 

@@ -41,8 +41,10 @@ from omegaconf import DictConfig
 
 from reverie.accel import cpu_kind, learner_threads, pick_device, resolve_compile
 from reverie.agent import Agent
+from reverie.build import make_replay
 from reverie.clocks import TrainRatio
 from reverie.config import from_yaml, make_config, to_yaml, train_fill
+from reverie.coordinator import Coordinator
 from reverie.envs import describe_spaces, env_kwargs, make_env, uses_workers
 from reverie.perf import tune_malloc
 from reverie.replay import Chunk, Replay
@@ -63,8 +65,7 @@ GiB, MiB = 2**30, 2**20
 def budget_updates(run: Any, steps: int, start: int = 0) -> int:
     """The updates the train ratio pays for from env step `start` to `steps`: training
     starts once replay holds `train_fill` steps (as `reverie.sweep.grid.cost` counts)."""
-    ratio, fill = TrainRatio.from_run(run), train_fill(run)
-    return ratio.paid(max(0, steps - fill)) - ratio.paid(max(0, start - fill))
+    return TrainRatio.from_run(run).budget(steps, train_fill(run), start)
 
 
 def step_bytes(step: dict[str, np.ndarray]) -> dict[str, int]:
@@ -362,16 +363,13 @@ def estimate(
         memory: HostMemory | DeviceMemory = (
             DeviceMemory(device) if device.type == "cuda" else HostMemory()
         )
-        # eager first: the small probe updates take other batch shapes
-        eager = make_config(["run.compile=off"], base=from_yaml(to_yaml(cfg)))
+        # eager first: the small probe updates take other batch shapes; replay in memory
+        eager = make_config(["run.compile=off", "replay.save=false"], base=from_yaml(to_yaml(cfg)))
         agent = Agent(obs_spec, act_spec, eager, device)
         compiles = resolve_compile(str(rc.compile), device)
         seq_len = replay_length(rc, cfg.replay)
         tell(f"acting in {cfg.env.id} for up to {ACT_STEPS} steps")
-        replay = Replay(
-            int(cfg.replay.capacity), int(cfg.replay.chunk), None, str(cfg.replay.selector),
-            float(cfg.replay.recency_exponent), seed=int(cfg.seed),
-        )  # fmt: skip
+        replay = make_replay(eager, Path(), Coordinator(), int(cfg.seed))  # as the run's
         acting_s, acted, first_step = act(agent, env, replay, seq_len + 1, int(cfg.seed))
     finally:
         env.close()

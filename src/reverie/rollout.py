@@ -47,6 +47,12 @@ def episode_steps(
         obs, first = next_obs, False
 
 
+def eval_mode(cfg: DictConfig, mode: str | None = None) -> str:
+    """How evaluation picks actions: `mode` if given, else the run's `run.eval_mode`
+    (sample, the authors' protocol, for configs written before it existed)."""
+    return mode or str(cfg.run.get("eval_mode", "sample"))
+
+
 def evaluate(
     agent: Agent,
     cfg: DictConfig,
@@ -68,7 +74,7 @@ def evaluate(
     :param on_episode: called as `on_episode(index, return, length)` after each episode.
     :param factory: your own env, as the run got it (`reverie.envs.custom`).
     """
-    mode = mode or str(cfg.run.get("eval_mode", "sample"))
+    mode = eval_mode(cfg, mode)
     kw = env_kwargs(cfg.env)
     image_key = next(iter(agent.obs_spec.images), None)
     if frames is not None and image_key is None and split_id(str(cfg.env.id))[0] == "gym":

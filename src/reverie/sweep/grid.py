@@ -127,8 +127,7 @@ def cost(spec: SweepSpec, cells: list[Cell]) -> dict[str, Any]:
     updates, sizes = 0, set[str]()
     for cell in cells:
         cfg = cell_config(spec, cell)
-        trained = max(0, spec.steps - train_fill(cfg.run))
-        updates += TrainRatio.from_run(cfg.run).paid(trained)
+        updates += TrainRatio.from_run(cfg.run).budget(spec.steps, train_fill(cfg.run))
         sizes.add(str(cfg.size))
     return {
         "cells": len(cells),
