@@ -23,8 +23,8 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	# compile the default run's update once (about 2-3 minutes on 2 cores), so that the
 	# first `make train` finds its kernels in Inductor's cache (~/.cache/reverie/inductor);
 	# WARMUP=0 skips it. A failure here only means the first run compiles itself. The
-	# kernels are keyed on the learner's thread count: a training run given fewer cores
-	# than this install (taskset, run.threads) compiles once for its own count.
+	# kernels take their thread count at run time, so a run given fewer cores than this
+	# install (taskset, run.threads) finds them too.
 	if [ "$(WARMUP)" != 0 ]; then rm -rf $(VENV)/warmup; \
 	  $(VENV)/bin/reverie train --logdir $(VENV)/warmup --steps 1025 run.progress=false \
 	    run.tensorboard=false run.eval_every=0 run.log_every=0 >/dev/null \

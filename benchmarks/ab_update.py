@@ -6,8 +6,10 @@ runs are not.
 
     python benchmarks/ab_update.py "run.precision=fp32" "run.precision=bf16"
     python benchmarks/ab_update.py "run.compile=off" "" --size 12m --updates 6
+    python benchmarks/ab_update.py "" "inductor.cpp.dynamic_threads=false" --threads 1
 
-Each argument is one configuration: space-separated key=value overrides ("" = defaults).
+Each argument is one configuration: space-separated key=value overrides ("" = defaults);
+`inductor.<option>=<value>` sets a torch.compile option of the agent's compiled methods.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from reverie.accel import CompiledMethod, cpu_kind
 from reverie.agent import Agent
 from reverie.config import make_config
 from reverie.perf import tune_malloc
@@ -39,14 +42,17 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed first updates (compilation)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"machine: {cpu_kind()}; torch {torch.__version__}; {args.threads} threads", flush=True)
     tune_malloc()  # as the trainer does: large activations reuse heap pages
     spec = ObsSpec({}, {"image": (64, 64, 3)}) if args.image else ObsSpec({"vector": 4}, {})
     act = ActSpec(True, 2)
     agents, batches = [], []
     for overrides in args.configs:
-        cfg = make_config(overrides.split(), size=args.size)
+        inductor = [x for x in overrides.split() if x.startswith("inductor.")]
+        rest = [x for x in overrides.split() if not x.startswith("inductor.")]
+        cfg = make_config(rest, size=args.size)
         torch.manual_seed(cfg.seed)
-        agents.append(Agent(spec, act, cfg, "cpu"))
+        agents.append(with_inductor_options(Agent(spec, act, cfg, "cpu"), inductor))
         batches.append(random_batch(cfg, spec, act, seed=0, ends=0.01))
     times: list[list[float]] = [[] for _ in agents]
     for round_ in range(args.warmup + args.updates):
@@ -61,6 +67,24 @@ def main() -> None:
             f"{overrides or '(defaults)':40} min {min(ts) * 1000:7.1f} ms  median "
             f"{statistics.median(ts) * 1000:7.1f} ms  speed vs first {base / min(ts):5.2f}x"
         )
+
+
+def with_inductor_options(agent: Agent, settings: list[str]) -> Agent:
+    """`agent` with each `inductor.<option>=<value>` set on its compiled methods (before
+    their first call, which compiles them)."""
+    options = {}
+    for setting in settings:
+        key, value = setting.removeprefix("inductor.").split("=", 1)
+        options[key] = {"true": True, "false": False}.get(value.lower(), value)
+    for module in agent.modules() if options else ():
+        for name in getattr(module, "compiled_methods", ()):
+            method = getattr(module, name)
+            if isinstance(method, CompiledMethod) and method.options is not None:
+                method.options.update(options)
+                method.compiled = torch.compile(
+                    method.eager, dynamic=False, backend="inductor", options=method.options
+                )
+    return agent
 
 
 if __name__ == "__main__":

@@ -172,3 +172,37 @@ def test_a_learner_keeps_inductor_kernels_in_reverie_cache(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == str(tmp_path / "reverie" / "inductor")
+
+
+@pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.slow
+def test_kernels_compiled_at_one_thread_count_serve_another(tmp_path):
+    """A run pinned to another core count than the one that filled the cache (make
+    install's warm-up) finds its kernels there instead of compiling for minutes: the
+    second process, at another thread count, hits Inductor's cache and gives the same
+    numbers."""
+    code = (
+        "import sys, torch\n"
+        "from torch._dynamo.utils import counters\n"
+        "from reverie.accel import CompiledMethod\n"
+        "torch.set_num_threads(int(sys.argv[1]))\n"
+        "def f(x):\n"
+        "    return (torch.tanh(x @ x.T) * 3).sum(-1).softmax(-1)\n"
+        "out = CompiledMethod(f, 'f')(torch.linspace(-1, 1, 4096).reshape(64, 64))\n"
+        "print(counters['inductor']['fxgraph_cache_hit'], repr(out.sum().item()))\n"
+    )
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "cache"))
+    runs = []
+    for threads in ("1", "2"):
+        out = subprocess.run(
+            [sys.executable, "-c", code, threads],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs.append(out.stdout.split())
+    assert runs[0][0] == "0", "the first process found a cache it should not have"
+    assert runs[1][0] == "1", "the second thread count compiled again instead of a cache hit"
+    assert float(runs[0][1]) == pytest.approx(float(runs[1][1]), rel=1e-6)

@@ -114,9 +114,15 @@ class CompiledMethod:
     ):
         self.eager, self.name = method, name
         # draw random numbers with the eager kernels: a seed gives the same samples compiled
-        # or not, so the two paths agree up to rounding (tests/test_accel.py)
+        # or not, so the two paths agree up to rounding (tests/test_accel.py),
+        # and leave the CPU kernels' thread count to run time: a run with another count than
+        # the one that filled the cache (taskset, run.threads, env workers) reuses its
+        # kernels instead of compiling for minutes (benchmarks/cold_start.py); the update's
+        # speed is the same either way (benchmarks/results/dynamic_threads_*.txt)
         options: dict[str, Any] | None = (
-            {"fallback_random": True} if backend == "inductor" else None
+            {"fallback_random": True, "cpp.dynamic_threads": True}
+            if backend == "inductor"
+            else None
         )
         if options is not None and cudagraphs:
             options["triton.cudagraphs"] = True  # what mode="reduce-overhead" sets
