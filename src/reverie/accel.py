@@ -118,7 +118,7 @@ class CompiledMethod:
         # and leave the CPU kernels' thread count to run time: a run with another count than
         # the one that filled the cache (taskset, run.threads, env workers) reuses its
         # kernels instead of compiling for minutes (benchmarks/cold_start.py); the update's
-        # speed is the same either way (benchmarks/results/dynamic_threads_*.txt)
+        # speed is the same either way (benchmarks/results/inductor_options_avx2_2026-12-07.txt)
         options: dict[str, Any] | None = (
             {"fallback_random": True, "cpp.dynamic_threads": True}
             if backend == "inductor"
