@@ -308,7 +308,8 @@ def plot_kind(kind: str, rows: list[dict], plots: list[dict], out: Path) -> Path
 
 def draw_panel(ax: Any, title: str, runs: list[tuple[dict, dict]]) -> None:
     """Each seed's mean of 10 against env frames over the authors' min-max band and median
-    (drawn up to the runs' last frame), and the task's threshold where it has one."""
+    (drawn up to their first point past the runs' last frame), and the task's threshold
+    where it has one."""
     end = max((float(p["steps"][-1]) for _, p in runs if len(p["steps"])), default=0.0)
     draw_official(ax, runs[0][1]["official"], end)
     for r, p in runs:
@@ -324,7 +325,9 @@ def draw_official(ax: Any, curves: list[np.ndarray], end: float) -> None:
     if not curves:
         return
     grid = np.unique(np.concatenate([c[:, 0] for c in curves]))
-    grid = grid[: np.searchsorted(grid, end) + 1] if end else grid
+    # up to the first point at or past the runs' end, and two points at least: a band of one
+    # point (a run shorter than the curves' first bin) would draw nothing
+    grid = grid[: max(2, np.searchsorted(grid, end) + 1)] if end else grid
     values = np.stack([np.interp(grid, c[:, 0], c[:, 1]) for c in curves])
     label = f"DreamerV3 min-max ({len(curves)} seeds)"
     ax.fill_between(grid, values.min(0), values.max(0), color="gray", alpha=0.25, label=label)
