@@ -80,10 +80,7 @@ def with_inductor_options(agent: Agent, settings: list[str]) -> Agent:
         for name in getattr(module, "compiled_methods", ()):
             method = getattr(module, name)
             if isinstance(method, CompiledMethod) and method.options is not None:
-                method.options.update(options)
-                method.compiled = torch.compile(
-                    method.eager, dynamic=False, backend="inductor", options=method.options
-                )
+                method.set_options(options)
     return agent
 
 

@@ -149,6 +149,23 @@ def test_a_real_error_in_a_compiled_method_is_not_hidden():
         module.run(torch.ones(3))
 
 
+def test_options_set_before_the_first_call_join_the_methods_own():
+    def double(x):
+        return 2 * x
+
+    method = CompiledMethod(double, "double")
+    method.set_options({"max_autotune": False})
+    assert method.options == {
+        "fallback_random": True,
+        "cpp.dynamic_threads": True,
+        "max_autotune": False,
+    }
+    with pytest.raises(RuntimeError, match="not_an_inductor_option"):
+        method.set_options({"not_an_inductor_option": True})  # handed to torch.compile
+    with pytest.raises(ValueError, match="takes no options"):
+        CompiledMethod(double, "double", backend="eager").set_options({"max_autotune": True})
+
+
 @pytest.mark.slow
 def test_a_learner_keeps_inductor_kernels_in_reverie_cache(tmp_path):
     """Inductor fixes its cache folder the first time anything imports torch._dynamo (the

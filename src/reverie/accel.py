@@ -126,10 +126,21 @@ class CompiledMethod:
         )
         if options is not None and cudagraphs:
             options["triton.cudagraphs"] = True  # what mode="reduce-overhead" sets
-        self.options = options
-        # shapes are fixed by the batch, so each method compiles once
-        self.compiled = torch.compile(method, dynamic=False, backend=backend, options=options)
+        self.options, self.backend = options, backend
+        self.compiled = self._compile()
         self.failure: str | None = None
+
+    def _compile(self) -> Callable:
+        # shapes are fixed by the batch, so each method compiles once
+        return torch.compile(self.eager, dynamic=False, backend=self.backend, options=self.options)
+
+    def set_options(self, options: dict[str, Any]) -> None:
+        """Add Inductor `options` to this method's own, before its first call compiles it
+        (benchmarks/ab_update.py compares them)."""
+        if self.options is None:
+            raise ValueError(f"{self.name} is not compiled by Inductor: it takes no options")
+        self.options.update(options)
+        self.compiled = self._compile()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.failure is None:
