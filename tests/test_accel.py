@@ -136,6 +136,45 @@ def test_a_compile_failure_is_one_warning_and_the_eager_result():
     assert not torch._dynamo.config.suppress_errors  # no process-wide switch
 
 
+def test_a_backward_compile_failure_reruns_the_update_eagerly():
+    """The backward graphs compile at the first update's backward pass, outside the
+    compiled methods' own fallback: a failure there must not end the run, and the update
+    it reruns is the uncompiled agent's, bit for bit."""
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._inductor.exc import InductorError
+
+    def no_backward(graph, example_inputs):
+        raise InductorError(RuntimeError("conflicting declaration"), None)
+
+    backend = aot_autograd(
+        fw_compiler=lambda g, _: make_boxed_func(g.forward), bw_compiler=no_backward
+    )
+    cfg = tiny_config("run.compile=off")
+    batch = random_batch(cfg, VEC, ACT)
+    torch.manual_seed(0)
+    eager = Agent(VEC, ACT, cfg, "cpu")
+    torch.manual_seed(0)
+    agent = Agent(VEC, ACT, cfg, "cpu")
+    agent.compiled = compile_marked(agent, backend=backend)
+    torch.manual_seed(1)  # the same samples in both updates
+    with pytest.warns(RuntimeWarning, match="backward pass .*conflicting declaration"):
+        metrics, _ = agent.update(batch)
+    torch.manual_seed(1)
+    expected, _ = eager.update(batch)
+    assert float(metrics["loss/total"]) == float(expected["loss/total"])
+    for p, q in zip(agent.state_dict().values(), eager.state_dict().values()):
+        assert torch.equal(p, q)
+    assert all(
+        getattr(sub, name).failure
+        for sub in agent.modules()
+        for name in getattr(sub, "compiled_methods", ())
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: later updates run eagerly without a word
+        agent.update(batch)
+
+
 def test_a_real_error_in_a_compiled_method_is_not_hidden():
     class Broken(torch.nn.Module):
         compiled_methods = ("run",)

@@ -52,3 +52,33 @@ def test_decoder_matches_its_definition():
     assert dec(feat).shape == (5, 64, 64, 3)
     # every layer has a bias, and the one-layer 2023 input is gone
     assert all(c.bias is not None for c in dec.convs) and not hasattr(dec, "linear")
+
+
+@pytest.mark.slow
+def test_the_bf16_image_decoder_compiles_with_its_gradients():
+    """Inductor (torch 2.13) writes C++ that does not compile for two identical bf16 sums
+    in one kernel, which the decoder's two first maps made when each had its bias summed
+    over the batch (the pixel update's backward failed on its first step); their biases
+    now join first, and both get the one sum."""
+    from reverie.accel import CompiledMethod, cxx_compiler
+
+    if cxx_compiler() is None:
+        pytest.skip("torch.compile on CPU needs a C++ compiler")
+    torch.manual_seed(0)
+    decoder = ConvDecoder(512, 128, 3, 4, 64, 8)  # size 1m's: deter 512, 32x4 stoch, depth 4
+    torch.nn.init.normal_(decoder.space_deter.bias)
+    torch.nn.init.normal_(decoder.space_out.bias)
+    feat = torch.randn(64, 512 + 128)
+
+    def loss(feat: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", torch.bfloat16):
+            return decoder(feat).float().square().mean()
+
+    compiled = CompiledMethod(loss, "ConvDecoder loss")
+    compiled(feat).backward()  # the backward compiles here
+    assert compiled.failure is None
+    deter_bias, out_bias = decoder.space_deter.bias.grad, decoder.space_out.bias.grad
+    assert deter_bias is not None and out_bias is not None
+    assert torch.equal(deter_bias.reshape(-1), out_bias) and out_bias.abs().sum() > 0
+    with torch.no_grad():
+        assert torch.allclose(compiled(feat), loss(feat), rtol=2e-2)

@@ -146,10 +146,10 @@ class CompiledMethod:
         if self.failure is None:
             try:
                 return self.compiled(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 - sorted by _is_compile_error
-                if not _is_compile_error(e):
+            except Exception as e:  # noqa: BLE001 - sorted by is_compile_error
+                if not is_compile_error(e):
                     raise
-                self.failure = _first_line(getattr(e, "inner_exception", None) or e)
+                self.failure = describe_compile_error(e)
                 warnings.warn(
                     f"reverie: torch.compile failed for {self.name} ({self.failure}); it runs "
                     "eagerly instead (run.compile=off skips compilation)",
@@ -159,12 +159,14 @@ class CompiledMethod:
         return self.eager(*args, **kwargs)
 
 
-def _first_line(error: BaseException) -> str:
+def describe_compile_error(error: BaseException) -> str:
+    """The first line of a compile error, the compiler's own where Inductor wraps it."""
+    error = getattr(error, "inner_exception", None) or error
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
-def _is_compile_error(error: Exception) -> bool:
+def is_compile_error(error: Exception) -> bool:
     import torch._dynamo.exc
 
     kinds: list[type] = [torch._dynamo.exc.TorchDynamoException]
@@ -175,6 +177,19 @@ def _is_compile_error(error: Exception) -> bool:
     except ImportError:
         pass
     return isinstance(error, tuple(kinds))
+
+
+def run_eagerly(module: torch.nn.Module, failure: str) -> list[str]:
+    """Turn every compiled method of `module` to its eager path for good (`failure` says
+    why); returns their names."""
+    names = []
+    for sub in module.modules():
+        for attr in getattr(sub, "compiled_methods", ()):
+            method = getattr(sub, attr)
+            if isinstance(method, CompiledMethod) and method.failure is None:
+                method.failure = failure
+                names.append(method.name)
+    return names
 
 
 def compile_marked(

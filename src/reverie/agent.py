@@ -7,6 +7,7 @@ B*T = N posterior states and rolls H steps.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -17,9 +18,12 @@ from torch import nn
 
 from reverie.accel import (
     compile_marked,
+    describe_compile_error,
+    is_compile_error,
     resolve_compile,
     resolve_cudagraphs,
     resolve_precision,
+    run_eagerly,
     use_persistent_cache,
 )
 from reverie.behavior import Behavior
@@ -143,6 +147,7 @@ class Agent(nn.Module):
         self.last_update_finite = True
         self.precision = resolve_precision(cfg.run.precision, self.device)  # autocast dtype
         self.compiled: list[str] = []
+        self._backward_compiled = False  # the first compiled update compiles its backward
         self.cudagraphs = learner and resolve_cudagraphs(cfg.run.cudagraphs, self.device)
         if learner and resolve_compile(cfg.run.compile, self.device):
             self.compile()
@@ -233,6 +238,11 @@ class Agent(nn.Module):
         Returns metrics (device scalars, no host sync) and the posterior latents of the
         T trained steps for replay write-back: deter (B, T, D), stoch indices (B, T, S).
         """
+        # the first compiled update also compiles the backward graphs, past the reach of
+        # CompiledMethod's fallback: a failure there reruns the update eagerly from here
+        before = (
+            self._state_for_a_rerun() if self.compiled and not self._backward_compiled else None
+        )
         graphs = bool(self.compiled) and self.cudagraphs
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()  # a new update: replays may reuse memory
@@ -242,7 +252,13 @@ class Agent(nn.Module):
             total, terms, post, metrics = self._losses(data)
 
         self.opt.zero_grad(set_to_none=True)
-        total.backward()
+        try:
+            total.backward()
+        except Exception as e:  # noqa: BLE001 - sorted by is_compile_error
+            if before is None or not is_compile_error(e):
+                raise
+            return self._rerun_eagerly(data, before, describe_compile_error(e))
+        self._backward_compiled = bool(self.compiled)
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         if self.comm is not None:
             total, terms, metrics = self._average(grads, total, terms, metrics)
@@ -270,6 +286,35 @@ class Agent(nn.Module):
             metrics = {k: v.clone() for k, v in metrics.items()}
             latents = {k: v.clone() for k, v in latents.items()}
         return metrics, latents
+
+    def _state_for_a_rerun(self) -> tuple[dict[str, Tensor], Tensor, Tensor | None]:
+        """What an update's forward pass changes before its backward: buffers (the return
+        normaliser's) and the random generators (its samples)."""
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        buffers = {name: b.clone() for name, b in self.named_buffers()}
+        return buffers, torch.get_rng_state(), cuda
+
+    def _rerun_eagerly(
+        self, data: dict[str, Tensor], before: tuple, failure: str
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """This update again from `before`, every compiled method eager from now on: the
+        result an uncompiled agent gives."""
+        buffers, cpu_rng, cuda_rng = before
+        with torch.no_grad():
+            for name, b in self.named_buffers():
+                b.copy_(buffers[name])
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng, self.device)
+        run_eagerly(self, failure)
+        self._backward_compiled = True
+        warnings.warn(
+            f"reverie: torch.compile failed for the update's backward pass ({failure}); the "
+            "update runs eagerly instead (run.compile=off skips compilation)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return self.update(data)
 
     def _average(
         self,

@@ -230,9 +230,16 @@ class ConvDecoder(nn.Module):
         n = feat.shape[0]
         deter, stoch = feat[:, : self.deter], feat[:, self.deter :]
         blocks = self.space_deter.weight.shape[0]
-        x0 = self.space_deter(deter.reshape(n, blocks, -1)).reshape(n, self.start, *self.minres)
-        x1 = self.space_out(self.space_stoch(stoch)).reshape(n, self.start, *self.minres)
-        return (x0 + x1).contiguous(memory_format=torch.channels_last)
+        deter = deter.reshape(n, blocks, -1).transpose(0, 1)  # (G, N, deter/G)
+        x0 = torch.bmm(deter, self.space_deter.weight).transpose(0, 1).reshape(n, -1)
+        x1 = nn.functional.linear(self.space_stoch(stoch), self.space_out.weight)
+        # the two maps' biases join before they meet the batch, so that their gradient is
+        # one sum over it: Inductor (torch 2.13) writes C++ that does not compile for two
+        # identical bf16 sums (the bf16 pixel update's backward: benchmarks/results/
+        # inductor_bf16_twin_sums_2026-12-07.txt)
+        bias = self.space_deter.bias.reshape(-1) + self.space_out.bias
+        x = (x0 + x1 + bias).reshape(n, self.start, *self.minres)
+        return x.contiguous(memory_format=torch.channels_last)
 
     def forward(self, feat: Tensor) -> Tensor:
         # feat: (N, F) -> (N, H, W, C) in [0, 1]
