@@ -179,17 +179,14 @@ def is_compile_error(error: Exception) -> bool:
     return isinstance(error, tuple(kinds))
 
 
-def run_eagerly(module: torch.nn.Module, failure: str) -> list[str]:
+def run_eagerly(module: torch.nn.Module, failure: str) -> None:
     """Turn every compiled method of `module` to its eager path for good (`failure` says
-    why); returns their names."""
-    names = []
+    why)."""
     for sub in module.modules():
         for attr in getattr(sub, "compiled_methods", ()):
             method = getattr(sub, attr)
             if isinstance(method, CompiledMethod) and method.failure is None:
                 method.failure = failure
-                names.append(method.name)
-    return names
 
 
 def compile_marked(

@@ -132,6 +132,10 @@ class BlockLinear(nn.Module):
         # x: (N, G, in/G) -> (N, G, out/G)
         return torch.baddbmm(self.bias, x.transpose(0, 1), self.weight).transpose(0, 1)
 
+    def without_bias(self, x: Tensor) -> Tensor:
+        """`forward` less the bias, for a caller that adds it with others."""
+        return torch.bmm(x.transpose(0, 1), self.weight).transpose(0, 1)
+
 
 class ConvEncoder(nn.Module):
     """HxW image -> 4 stages of conv (kernel 5) + norm + SiLU, halving the size each stage
@@ -230,8 +234,7 @@ class ConvDecoder(nn.Module):
         n = feat.shape[0]
         deter, stoch = feat[:, : self.deter], feat[:, self.deter :]
         blocks = self.space_deter.weight.shape[0]
-        deter = deter.reshape(n, blocks, -1).transpose(0, 1)  # (G, N, deter/G)
-        x0 = torch.bmm(deter, self.space_deter.weight).transpose(0, 1).reshape(n, -1)
+        x0 = self.space_deter.without_bias(deter.reshape(n, blocks, -1)).reshape(n, -1)
         x1 = nn.functional.linear(self.space_stoch(stoch), self.space_out.weight)
         # the two maps' biases join before they meet the batch, so that their gradient is
         # one sum over it: Inductor (torch 2.13) writes C++ that does not compile for two
