@@ -9,12 +9,18 @@ the mean return of the last episodes first reaches a target (the run stops there
 Arguments after `--` go to `reverie train`. Reads each run's metrics.jsonl: the time is the
 wall time from the launch of the command, the return the mean over the last `--window`
 training episodes.
+
+With `--out DIR` it keeps what a result needs (no checkpoints or replay): per seed
+`seed<k>/` with the run's config.yaml, metrics.jsonl and run.json (command, launch time,
+result), and `summary.json` and `curves.png` (mean return against minutes since launch and
+against env steps). `--replot DIR` redraws `curves.png` from those files alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import shutil
 import signal
 import statistics
@@ -82,6 +88,66 @@ def run_until(cmd: list[str], metrics: Path, args: argparse.Namespace, start: fl
             proc.wait()
 
 
+def keep_seed(out: Path, logdir: Path, cmd: list[str], launched: float, result: dict) -> None:
+    """The files a seed's result rests on, copied out of its logdir (which the next launch
+    of the same seed would delete)."""
+    folder = out / f"seed{result['seed']}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("config.yaml", "metrics.jsonl"):
+        if (logdir / name).exists():
+            shutil.copy(logdir / name, folder / name)
+    run = {"command": " ".join(cmd), "launched": launched, "result": result}
+    (folder / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+
+
+def machine() -> str:
+    from reverie.accel import cpu_kind
+
+    return f"{cpu_kind()}; Python {platform.python_version()}"
+
+
+def rolling_curve(folder: Path, window: int) -> dict[str, list[float]]:
+    """Minutes since launch, env steps and the mean of the last `window` returns, at each
+    training episode from the `window`-th on."""
+    launched = json.loads((folder / "run.json").read_text())["launched"]
+    rows = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if x]
+    episodes = [x for x in rows if "episode/return" in x]
+    curve: dict[str, list[float]] = {"minutes": [], "steps": [], "mean": []}
+    for i in range(window - 1, len(episodes)):
+        recent = [e["episode/return"] for e in episodes[i - window + 1 : i + 1]]
+        curve["minutes"].append((episodes[i]["time"] - launched) / 60)
+        curve["steps"].append(episodes[i]["step"])
+        curve["mean"].append(sum(recent) / window)
+    return curve
+
+
+def plot(out: Path) -> Path:
+    """curves.png of a `--out` folder: each seed's rolling mean against minutes since its
+    launch (start-up and compilation included) and against env steps, with the target."""
+    from reverie.viz.plot import _pyplot
+
+    summary = json.loads((out / "summary.json").read_text())
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10.4, 3.8))
+    for seed in summary["seeds"]:
+        curve = rolling_curve(out / f"seed{seed}", summary["window"])
+        for ax, x in zip(axes, ("minutes", "steps")):
+            ax.plot(curve[x], curve["mean"], lw=1.2, label=f"seed {seed}")
+    target = summary["target"]
+    for ax, label in zip(axes, ("minutes since launch", "env steps")):
+        ax.axhline(target, color="red", ls=":", lw=1, label=f"target {target:g}")
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"mean return of the last {summary['window']} episodes")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"{summary['env']}: {summary['line']}", fontsize=9)
+    fig.tight_layout()
+    path = out / "curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -94,7 +160,12 @@ def main() -> None:
     p.add_argument("--window", type=int, default=10)
     p.add_argument("--logroot", default="logs/bench")
     p.add_argument("--full", action="store_true", help="run the whole budget, not to the target")
+    p.add_argument("--out", type=Path, help="keep each seed's metrics, a summary and a plot here")
+    p.add_argument("--replot", type=Path, help="redraw the plot of an --out folder and exit")
     args = p.parse_args(argv)
+    if args.replot:
+        print(plot(args.replot))
+        return
 
     results = []
     for seed in args.seeds:
@@ -121,14 +192,46 @@ def main() -> None:
         result.update(seed=seed, wall=time.time() - t0)
         results.append(result)
         print(json.dumps(result), flush=True)
+        if args.out:
+            keep_seed(args.out, logdir, cmd, t0, result)
 
+    print(f"{args.env}: {outcome(results)}")
+    if args.out:
+        write_summary(args, extra)
+        print(plot(args.out))
+
+
+def outcome(results: list[dict]) -> str:
     times = [r["reached"]["seconds"] if r["reached"] else float("inf") for r in results]
     median = statistics.median(times)
-    print(
-        f"{args.env}: target {args.target} reached by {sum(t < float('inf') for t in times)}"
-        f"/{len(times)} seeds; median time {median:.0f}s; best means "
-        f"{[round(r['best_mean'], 1) for r in results]}"
+    middle = "not reached" if median == float("inf") else f"{median:.0f}s"
+    return (
+        f"target reached by {sum(t < float('inf') for t in times)}/{len(times)} seeds; "
+        f"median time {middle}; best means {[round(r['best_mean'], 1) for r in results]}"
     )
+
+
+def write_summary(args: argparse.Namespace, extra: list[str]) -> None:
+    """summary.json over every seed folder of `--out`: seeds run by separate invocations
+    (one per core, say) add up to one result."""
+    folders = sorted(args.out.glob("seed*/run.json"), key=lambda p: int(p.parent.name[4:]))
+    results = [json.loads(p.read_text())["result"] for p in folders]
+    times = [r["reached"]["seconds"] if r["reached"] else None for r in results]
+    median = statistics.median([t if t is not None else float("inf") for t in times])
+    summary = {
+        "env": args.env,
+        "target": args.target,
+        "window": args.window,
+        "minutes": args.minutes,
+        "train_args": extra,
+        "machine": machine(),
+        "seeds": [r["seed"] for r in results],
+        "seconds_to_target": times,
+        "median_seconds": None if median == float("inf") else median,
+        "reached": sum(t is not None for t in times),
+        "line": outcome(results),
+    }
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
 if __name__ == "__main__":
