@@ -18,8 +18,10 @@ Env steps/s is measured on the whole training loop (acting, replay, updates at t
 train ratio) on CartPole (vector) or CartPole rendered to 64x64 pixels (pixels);
 `--loop-seconds 0` skips it (an update of the large sizes is slow on a CPU).
 Runs on CUDA when present (or `run.device=...`), with peak device memory. FLOPs are
-counted with torch's FlopCounterMode on one eager update; the fraction of peak uses
-REVERIE_PEAK_GFLOPS (default: the fp32 peak of the 2-core CPU machines).
+counted with torch's FlopCounterMode on one eager update; the fraction of peak divides by
+the peak of the update's own precision and thread count (`assumed_peak`: on a CPU 95
+GFLOP/s per core in fp32, twice that in bf16 where the CPU has native bf16 dot products),
+or by REVERIE_PEAK_GFLOPS where set (a GPU, another machine); each row names its peak.
 """
 
 from __future__ import annotations
@@ -36,15 +38,29 @@ import time
 import numpy as np
 import torch
 
-from reverie.accel import cpu_kind
+from reverie.accel import cpu_has_bf16, cpu_kind
 from reverie.perf import tune_malloc
 
 # the checkout, for tests/batches.py (random batches are test data, not in the package)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# fp32 peak of the 2-core benchmark machines (AVX-512 FMA, measured with a 2048^3 matmul);
-# set REVERIE_PEAK_GFLOPS for another machine
-PEAK_GFLOPS = float(os.environ.get("REVERIE_PEAK_GFLOPS", 190))
+# fp32 peak of one core of the benchmark machines (190 GFLOP/s on 2 cores, measured with a
+# 2048^3 matmul on both kinds); native bf16 dot products double it
+CORE_FP32_GFLOPS = 95.0
+
+
+def assumed_peak(
+    device: torch.device, threads: int, precision: torch.dtype | None
+) -> tuple[float, str]:
+    """The GFLOP/s an update could reach on `device` at `threads` CPU threads and
+    `precision`, and where the figure comes from (NaN on a GPU unless set)."""
+    if "REVERIE_PEAK_GFLOPS" in os.environ:
+        return float(os.environ["REVERIE_PEAK_GFLOPS"]), "REVERIE_PEAK_GFLOPS"
+    if device.type != "cpu":
+        return float("nan"), "unknown: set REVERIE_PEAK_GFLOPS"
+    bf16 = precision == torch.bfloat16 and cpu_has_bf16()
+    name = "bf16 (native dot products)" if bf16 else "fp32"
+    return CORE_FP32_GFLOPS * threads * (2 if bf16 else 1), f"{threads} x {name} core peak"
 
 
 def measure(
@@ -121,6 +137,7 @@ def measure(
         if loop_s > 0
         else (float("nan"), float("nan"))
     )
+    peak, peak_source = assumed_peak(device, threads, agent.precision)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_dev = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else 0.0
     return {
@@ -136,7 +153,9 @@ def measure(
         "updates_per_s": 1 / update_s,
         "gflop_per_update": flops / 1e9,
         "gflops": flops / 1e9 / update_s,
-        "peak_fraction": flops / 1e9 / update_s / PEAK_GFLOPS,
+        "peak_gflops": peak,
+        "peak_source": peak_source,
+        "peak_fraction": flops / 1e9 / update_s / peak,
         "policy_ms_b1": latency[1],
         "policy_ms_b8": latency[8],
         "train_ratio": ratio,
@@ -360,6 +379,7 @@ def print_row(r: dict, header: bool) -> None:
         ("update_ms", "{:>9.0f}"),
         ("gflop_per_update", "{:>16.1f}"),
         ("gflops", "{:>6.1f}"),
+        ("peak_gflops", "{:>11.0f}"),
         ("peak_fraction", "{:>13.2f}"),
         ("loop_env_steps_per_s", "{:>20.1f}"),
         ("loop_updates_per_s", "{:>18.2f}"),
