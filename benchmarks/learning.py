@@ -30,38 +30,45 @@ import time
 from pathlib import Path
 
 
+def read_rows(metrics: Path) -> list[dict]:
+    """The complete lines of a metrics.jsonl (a run may be writing its last one)."""
+    text = metrics.read_text()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return [json.loads(x) for x in text.splitlines()]
+
+
+def episodes_and_means(rows: list[dict], window: int) -> tuple[list[dict], list[float]]:
+    """The episode lines of `rows` from the `window`-th on, and at each the mean of the
+    last `window` returns."""
+    episodes = [x for x in rows if "episode/return" in x]
+    returns = [e["episode/return"] for e in episodes]
+    means = [sum(returns[i : i + window]) / window for i in range(len(returns) - window + 1)]
+    return episodes[window - 1 :], means
+
+
 def first_reach(metrics: Path, target: float, window: int, start: float) -> dict:
     """When the mean of `window` episode returns first reached `target`, in seconds
     since `start` (the launch of the command, so start-up and compilation count)."""
-    text = metrics.read_text()
-    if not text.endswith("\n"):  # the run is writing its last line
-        text = text[: text.rfind("\n") + 1]
-    lines = [json.loads(x) for x in text.splitlines()]
-    episodes = [x for x in lines if "episode/return" in x]
-    best, reached = float("-inf"), None
-    for i in range(window - 1, len(episodes)):
-        recent = [e["episode/return"] for e in episodes[i - window + 1 : i + 1]]
-        mean = sum(recent) / window
-        best = max(best, mean)
-        if reached is None and mean >= target:
-            step = episodes[i]["step"]
-            reached = {
-                "step": step,
-                "seconds": episodes[i]["time"] - start,
-                "updates": max(
-                    (
-                        x["train/updates"]
-                        for x in lines
-                        if x["step"] <= step and "train/updates" in x
-                    ),
-                    default=0,
-                ),
-            }
+    lines = read_rows(metrics)
+    ends, means = episodes_and_means(lines, window)
+    first = next((i for i, mean in enumerate(means) if mean >= target), None)
+    reached = None
+    if first is not None:
+        step = ends[first]["step"]
+        reached = {
+            "step": step,
+            "seconds": ends[first]["time"] - start,
+            "updates": max(
+                (x["train/updates"] for x in lines if x["step"] <= step and "train/updates" in x),
+                default=0,
+            ),
+        }
     updates = max((x.get("train/updates", 0) for x in lines), default=0)
     return {
         "reached": reached,
-        "best_mean": best,
-        "episodes": len(episodes),
+        "best_mean": max(means, default=float("-inf")),
+        "episodes": sum("episode/return" in x for x in lines),
         "final_step": lines[-1]["step"] if lines else 0,
         "updates": updates,
     }
@@ -110,15 +117,12 @@ def rolling_curve(folder: Path, window: int) -> dict[str, list[float]]:
     """Minutes since launch, env steps and the mean of the last `window` returns, at each
     training episode from the `window`-th on."""
     launched = json.loads((folder / "run.json").read_text())["launched"]
-    rows = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if x]
-    episodes = [x for x in rows if "episode/return" in x]
-    curve: dict[str, list[float]] = {"minutes": [], "steps": [], "mean": []}
-    for i in range(window - 1, len(episodes)):
-        recent = [e["episode/return"] for e in episodes[i - window + 1 : i + 1]]
-        curve["minutes"].append((episodes[i]["time"] - launched) / 60)
-        curve["steps"].append(episodes[i]["step"])
-        curve["mean"].append(sum(recent) / window)
-    return curve
+    ends, means = episodes_and_means(read_rows(folder / "metrics.jsonl"), window)
+    return {
+        "minutes": [(e["time"] - launched) / 60 for e in ends],
+        "steps": [e["step"] for e in ends],
+        "mean": means,
+    }
 
 
 def plot(out: Path) -> Path:
@@ -201,12 +205,19 @@ def main() -> None:
         print(plot(args.out))
 
 
+def times_to_target(results: list[dict]) -> tuple[list[float | None], float | None]:
+    """Each seed's seconds to the target (None: not reached) and their median (None when
+    the middle seed did not reach it)."""
+    times = [r["reached"]["seconds"] if r["reached"] else None for r in results]
+    median = statistics.median([t if t is not None else float("inf") for t in times])
+    return times, None if median == float("inf") else median
+
+
 def outcome(results: list[dict]) -> str:
-    times = [r["reached"]["seconds"] if r["reached"] else float("inf") for r in results]
-    median = statistics.median(times)
-    middle = "not reached" if median == float("inf") else f"{median:.0f}s"
+    times, median = times_to_target(results)
+    middle = "not reached" if median is None else f"{median:.0f}s"
     return (
-        f"target reached by {sum(t < float('inf') for t in times)}/{len(times)} seeds; "
+        f"target reached by {sum(t is not None for t in times)}/{len(times)} seeds; "
         f"median time {middle}; best means {[round(r['best_mean'], 1) for r in results]}"
     )
 
@@ -216,8 +227,7 @@ def write_summary(args: argparse.Namespace, extra: list[str]) -> None:
     (one per core, say) add up to one result."""
     folders = sorted(args.out.glob("seed*/run.json"), key=lambda p: int(p.parent.name[4:]))
     results = [json.loads(p.read_text())["result"] for p in folders]
-    times = [r["reached"]["seconds"] if r["reached"] else None for r in results]
-    median = statistics.median([t if t is not None else float("inf") for t in times])
+    times, median = times_to_target(results)
     summary = {
         "env": args.env,
         "target": args.target,
@@ -227,7 +237,7 @@ def write_summary(args: argparse.Namespace, extra: list[str]) -> None:
         "machine": machine(),
         "seeds": [r["seed"] for r in results],
         "seconds_to_target": times,
-        "median_seconds": None if median == float("inf") else median,
+        "median_seconds": median,
         "reached": sum(t is not None for t in times),
         "line": outcome(results),
     }
