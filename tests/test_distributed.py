@@ -162,6 +162,56 @@ def test_two_ranks_stay_identical_and_equal_one_process(tmp_path):
         torch.testing.assert_close(ranks[r][-1]["spread"], one[-1]["spread"])
 
 
+def _learn_then_read_checkpoint(rank: int, port: int, logdir: str, out: str) -> None:
+    """One rank of a 2-rank job (torchrun's variables set by hand): train, then record the
+    step of the checkpoint on disk the moment learn() returns. Rank 0 writes its
+    checkpoint 3 s late, so a rank that did not wait for it would find none."""
+    from reverie import trainer
+    from reverie.api import Dreamer
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE="2",
+    )
+    if rank == 0:
+        write = trainer.save_checkpoint
+
+        def slow_write(*args, **kwargs):
+            time.sleep(3.0)
+            return write(*args, **kwargs)
+
+        trainer.save_checkpoint = slow_write
+    agent = Dreamer(env="gym:CartPole-v1", logdir=logdir, overrides=[*TINY, "run.train_ratio=64"])
+    try:
+        agent.learn(200)
+        ckpt = Path(logdir) / checkpoint.CHECKPOINT
+        step = checkpoint.load_latest(Path(logdir))["counters"]["step"] if ckpt.exists() else -1
+    finally:
+        agent.close()
+    Path(out).write_text(str(step))
+
+
+@pytest.mark.slow
+def test_learn_returns_on_every_rank_once_the_checkpoint_is_written(tmp_path):
+    port = free_port()
+    ctx = torch.multiprocessing.get_context("spawn")
+    outs = [tmp_path / f"rank{r}.txt" for r in range(2)]
+    args = [(r, port, str(tmp_path / "run"), str(outs[r])) for r in range(2)]
+    procs = [ctx.Process(target=_learn_then_read_checkpoint, args=a) for a in args]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0, f"a rank ended with {p.exitcode}"
+    # rank 1 did not return (and could not close its process group) before rank 0 wrote
+    assert [int(o.read_text()) for o in outs] == [200, 200]
+
+
 # ------------------------------------------------------------------- torchrun
 def torchrun(logdir: Path, steps: int, *extra: str, nproc: int = 2) -> list[str]:
     return [
@@ -184,7 +234,9 @@ def torchrun(logdir: Path, steps: int, *extra: str, nproc: int = 2) -> list[str]
 
 
 def run_env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "REVERIE_DIST_TIMEOUT": "60"}
+    # faulthandler: a rank that aborts (SIGABRT) prints every thread's Python stack
+    env = {"OMP_NUM_THREADS": "1", "REVERIE_DIST_TIMEOUT": "60", "PYTHONFAULTHANDLER": "1"}
+    return {**os.environ, **env}
 
 
 @pytest.mark.slow

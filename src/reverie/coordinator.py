@@ -121,6 +121,10 @@ class Coordinator:
     def from_main(self, make: Callable[[], Any]) -> Any:
         return make()
 
+    def settle(self) -> None:
+        """At the end of a run that ended well: return once the whole job has (rank 0's
+        checkpoint written), so no rank tears down while another still talks to it."""
+
     def close(self) -> None:
         pass
 
@@ -190,6 +194,10 @@ class JobCoordinator(Coordinator):
     def from_main(self, make: Callable[[], Any]) -> Any:
         assert self.comm is not None
         return self.comm.from_main(make)
+
+    def settle(self) -> None:
+        assert self.comm is not None
+        self.comm.barrier("waiting for the other ranks to finish")
 
     def close(self) -> None:
         if self.comm is not None:

@@ -216,6 +216,13 @@ class Comm:
             dist.all_reduce(t)
         return [int(v) for v in t.tolist()]
 
+    def barrier(self, what: str) -> None:
+        """Wait until every rank gets here."""
+        if not self.active:
+            return
+        with self._guard(what):
+            dist.barrier()
+
     # ------------------------------------------------------------------ objects
     def gather_to_main(self, obj: Any) -> list[Any] | None:
         """Every rank's `obj` on rank 0, in rank order (None on the others)."""

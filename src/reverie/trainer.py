@@ -161,6 +161,9 @@ class Trainer:
         self._log_train(log_speed.read(time.time(), self.step, self.updates))
         path = self.save()
         self.logger.flush()
+        # when train() returns on any rank, the job's checkpoint is on disk and no rank has
+        # a collective in flight as it closes; error paths skip it (no waiting for a dead rank)
+        self.coordinator.settle()
         return self._summary(start, path)
 
     def _loop(
