@@ -525,6 +525,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot-only", action="store_true", help="re-plot OUT/series.json without running"
     )
     p.add_argument(
+        "--reverie-runs",
+        nargs="+",
+        metavar="DIR",
+        help="take the reverie side from finished runs instead of training (each DIR holds "
+        "config.yaml and metrics.jsonl, e.g. a learning.py --out seed folder); their "
+        "setup must match --env, --train-ratio, --batch-size, --batch-length and --envs",
+    )
+    p.add_argument(
         "--merge",
         nargs="+",
         metavar="SERIES",
@@ -549,6 +557,30 @@ def merge_series(paths: list[str]) -> dict:
             merged["runs"][code].update(runs)
     merged["config"]["seeds"] = sorted({int(s) for runs in merged["runs"].values() for s in runs})
     return merged
+
+
+def read_reverie_run(folder: Path, args) -> tuple[int, dict]:
+    """(seed, run) from a finished reverie run's config.yaml and metrics.jsonl; the wall
+    clock counts from its run.json's launch time when there is one, else its first line."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(folder / "config.yaml")
+    mine = (cfg.env.id, cfg.run.train_ratio, cfg.run.batch_size, cfg.run.batch_length)
+    wanted = (args.env, args.train_ratio, args.batch_size, args.batch_length)
+    if mine != wanted or cfg.env.num_envs != args.envs:
+        raise SystemExit(
+            f"vs_official: {folder} ran env, ratio, batch, length, envs = "
+            f"{(*mine, cfg.env.num_envs)}, not the {(*wanted, args.envs)} asked for"
+        )
+    lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if x]
+    info = folder / "run.json"
+    t0 = json.loads(info.read_text())["launched"] if info.exists() else lines[0]["time"]
+    for x in lines:
+        x["_wall"] = x["time"] - t0
+    run = parse_run("reverie", lines, args.batch_size * args.batch_length)
+    run.update(seed=int(cfg.seed), wall=lines[-1]["_wall"], exit=0, budget_hit=False)
+    run["command"] = f"read from {folder}"
+    return int(cfg.seed), run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -579,6 +611,17 @@ def main(argv: list[str] | None = None) -> int:
     series_path = out / "series.json"
     data = {"config": config, "runs": {c: {} for c in CODES}}
     out.mkdir(parents=True, exist_ok=True)
+    if args.reverie_runs:
+        for folder in args.reverie_runs:
+            seed, run = read_reverie_run(Path(folder), args)
+            run["summary"] = summarize(run)
+            data["runs"]["reverie"][str(seed)] = run
+        config["seeds"] = sorted(int(s) for s in data["runs"]["reverie"])
+        codes = [c for c in codes if c != "reverie"]
+        if not codes:
+            series_path.write_text(json.dumps(data))
+            write_outputs(data, out, args.smooth)
+            return 0
     for seed in args.seeds:
         for code in codes:  # one process at a time
             run = run_one(code, args, seed)
