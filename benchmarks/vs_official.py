@@ -616,8 +616,9 @@ def main(argv: list[str] | None = None) -> int:
             seed, run = read_reverie_run(Path(folder), args)
             run["summary"] = summarize(run)
             data["runs"]["reverie"][str(seed)] = run
-        config["seeds"] = sorted(int(s) for s in data["runs"]["reverie"])
         codes = [c for c in codes if c != "reverie"]
+        read = {int(s) for s in data["runs"]["reverie"]}
+        config["seeds"] = sorted(read | set(args.seeds if codes else []))
         if not codes:
             series_path.write_text(json.dumps(data))
             write_outputs(data, out, args.smooth)

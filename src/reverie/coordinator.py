@@ -122,8 +122,8 @@ class Coordinator:
         return make()
 
     def settle(self) -> None:
-        """At the end of a run that ended well: return once the whole job has (rank 0's
-        checkpoint written), so no rank tears down while another still talks to it."""
+        """At the end of a run that ended well: wait until every rank got there (rank 0
+        with its checkpoint written), so no rank tears down while another still talks."""
 
     def close(self) -> None:
         pass
