@@ -619,10 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         codes = [c for c in codes if c != "reverie"]
         read = {int(s) for s in data["runs"]["reverie"]}
         config["seeds"] = sorted(read | set(args.seeds if codes else []))
-        if not codes:
-            series_path.write_text(json.dumps(data))
-            write_outputs(data, out, args.smooth)
-            return 0
+        series_path.write_text(json.dumps(data))
     for seed in args.seeds:
         for code in codes:  # one process at a time
             run = run_one(code, args, seed)

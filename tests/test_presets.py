@@ -4,9 +4,6 @@ config (`make_config`), and the settings that changed to match it: env counts, A
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -19,20 +16,12 @@ from reverie.envs import uses_workers
 from reverie.rollout import evaluate
 from reverie.specs import ActSpec, ObsSpec
 from tests.batches import random_batch
-from tests.conftest import tiny_config
+from tests.conftest import load_benchmark, tiny_config
 from tests.tiny import TINY_MODEL
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _preset_table():
-    spec = importlib.util.spec_from_file_location(
-        "preset_table", ROOT / "benchmarks" / "preset_table.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("preset_table")
 
 
 @pytest.mark.slow

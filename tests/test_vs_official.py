@@ -4,27 +4,19 @@ another setup is refused."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from .conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "benchmarks" / "results" / "time_to_475_default_2026-12-07"
 
 
-def _vs_official():
-    path = ROOT / "benchmarks" / "vs_official.py"
-    spec = importlib.util.spec_from_file_location("vs_official", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_finished_runs_are_read_as_the_reverie_side(tmp_path):
-    vs = _vs_official()
+    vs = load_benchmark("vs_official")
     out = tmp_path / "vs"
     seeds = [RUNS / "seed1", RUNS / "seed2"]
     assert (
@@ -44,7 +36,7 @@ def test_finished_runs_are_read_as_the_reverie_side(tmp_path):
 
 
 def test_a_run_of_another_setup_is_refused(tmp_path):
-    vs = _vs_official()
+    vs = load_benchmark("vs_official")
     argv = ["--train-ratio", "512", "--reverie-runs", str(RUNS / "seed0"), "--out", str(tmp_path)]
     with pytest.raises(SystemExit, match="ratio.*not the"):
         vs.main(argv)
