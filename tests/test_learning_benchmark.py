@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from .conftest import load_benchmark
@@ -55,3 +57,12 @@ def test_seeds_run_apart_add_up_to_one_summary_and_plot(tmp_path):
     assert curve["mean"] == [1.0, 3.0, 4.0] and curve["minutes"][0] == 20 / 60
     png = learning.plot(out)
     assert png == out / "curves.png" and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_reverie_beside_its_interpreter_when_path_lacks_it(tmp_path, monkeypatch):
+    # a venv's python run by its path, with the venv's bin not on PATH
+    monkeypatch.setenv("PATH", str(tmp_path))
+    exe = _learning().reverie_executable()
+    assert Path(exe).parent == Path(sys.executable).parent
+    done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "train" in done.stdout
