@@ -74,18 +74,17 @@ def first_reach(metrics: Path, target: float, window: int, start: float) -> dict
     }
 
 
-def reverie_executable() -> str:
-    """`reverie` from PATH, else the one beside this interpreter (a venv's python run by
-    its path, with the venv not on PATH)."""
-    beside = Path(sys.executable).with_name("reverie")
-    return shutil.which("reverie") or (str(beside) if beside.exists() else "reverie")
+def launch_command(cmd: list[str]) -> list[str]:
+    """`reverie ...` as this interpreter's `python -m reverie ...`: the reverie this script
+    imports, whether or not its venv is on PATH."""
+    return [sys.executable, "-m", "reverie", *cmd[1:]]
 
 
 def run_until(cmd: list[str], metrics: Path, args: argparse.Namespace, start: float) -> None:
     """Run `cmd` until the budget ends or, unless --full, until the target is reached
     (checked every 10 s; the run is stopped by SIGTERM, on which reverie saves and exits:
     SIGINT would be ignored in a job a non-interactive shell put in the background)."""
-    proc = subprocess.Popen([reverie_executable(), *cmd[1:]], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(launch_command(cmd), stdout=subprocess.DEVNULL)
     deadline = start + args.minutes * 60
     while proc.poll() is None and time.time() < deadline:
         time.sleep(min(10.0, max(0.0, deadline - time.time())))

@@ -59,10 +59,10 @@ def test_seeds_run_apart_add_up_to_one_summary_and_plot(tmp_path):
     assert png == out / "curves.png" and png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_runs_reverie_beside_its_interpreter_when_path_lacks_it(tmp_path, monkeypatch):
+def test_runs_reverie_with_its_own_interpreter_when_path_lacks_it(tmp_path, monkeypatch):
     # a venv's python run by its path, with the venv's bin not on PATH
     monkeypatch.setenv("PATH", str(tmp_path))
-    exe = _learning().reverie_executable()
-    assert Path(exe).parent == Path(sys.executable).parent
-    done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
+    cmd = _learning().launch_command(["reverie", "--help"])
+    assert cmd[0] == sys.executable
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "train" in done.stdout
